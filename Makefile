@@ -1,0 +1,40 @@
+# deploywatch: `make help` lists the targets. Every target installs what it needs by itself.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint typecheck unit run clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install deploywatch with its dev tools
+
+demo: $(STAMP) ## Run deploywatch against a local emulated API server and play a scenario
+	$(BIN)/python -m deploywatch.testing.demo
+
+test: lint typecheck ## Lint, type-check and run every test (real clusters too if DEPLOYWATCH_E2E_KUBECONFIG is set)
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check deploywatch operator tests
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+unit: $(STAMP) ## Only the fast tests that start no process
+	$(BIN)/pytest tests/unit tests/emulator
+
+run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces
+	$(BIN)/kopf run operator/handlers.py --all-namespaces
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

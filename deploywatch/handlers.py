@@ -1,0 +1,125 @@
+"""
+The Kopf wiring of deploywatch: which handlers, which settings, and why.
+
+``kopf run operator/handlers.py`` (or ``kopf run -m deploywatch.handlers``)
+imports this module; importing it validates ``DEPLOYWATCH_*`` and registers
+the handlers below. Everything else in the package is plain Python.
+
+Which Kopf handlers, and why only these
+=======================================
+
+deploywatch must see *every* change of every Deployment (spec, metadata and
+status alike), never write to the cluster, and never leak per-object work.
+
+* ``@kopf.on.event`` is the one handler kind that meets all three. It is called
+  for each raw watch event: objects found by the initial listing (type None),
+  ADDED, MODIFIED — status-only updates from the deployment controller included
+  — and DELETED, with the object as the API server last sent it. It keeps no
+  progress on the object, so Kopf never PATCHes it, and it needs no finalizer.
+
+* Not ``@kopf.on.create/update/resume``: they store a "last handled"
+  annotation (a PATCH per object) and ignore ``status`` unless a handler names
+  a status field, so a rollout progressing would not be a change.
+
+* Not ``@kopf.on.delete``: a plain delete of an object without finalizers
+  arrives as one DELETED watch event, which ``on.delete(optional=True)`` never
+  sees; without ``optional`` it adds a finalizer, making every deletion wait
+  for deploywatch (and hang while it is down).
+
+* Not ``@kopf.timer``/``@kopf.daemon`` for RESYNC: they add a finalizer by
+  default (kopf issue 1074), and without it Kopf never stops the timer of a
+  deleted object (no ``deletionTimestamp`` ever arrives), so every deletion
+  would leave a task running forever. RESYNC is one operator-wide task started
+  at start-up instead (``deploywatch.resync``).
+
+Settings that keep it read-only and quiet
+=========================================
+
+* ``posting.enabled = False``: Kopf posts Kubernetes Events (a write) for
+  handler outcomes; deploywatch creates no Events.
+* Peering is off (``standalone``) unless ``--peering NAME`` is given: peering
+  PATCHes a KopfPeering object, a write that a single watcher does not need.
+* Per-event INFO logs of Kopf ("Handler ... succeeded") are dropped unless
+  ``--verbose``/``--debug`` is given: the event itself is on stdout, and at
+  thousands of events a second the duplicate log line is most of the cost.
+* Scanning of namespaces and CRDs is off unless a ``--namespace`` pattern is a
+  glob: Deployments are built in, so CRD watching is useless, and namespace
+  watching is only needed to resolve globs. This keeps the RBAC to
+  get/list/watch on deployments (plus list/watch on namespaces and CRDs only
+  for glob patterns).
+
+The handlers are ``async``: Kopf runs sync handlers in a thread pool, and the
+tracker must only ever be touched from the event loop, where the RESYNC task
+also runs, so no lock is needed and no RESYNC can interleave with a DELETED.
+"""
+import asyncio
+import logging
+import os
+from typing import Any
+
+import click
+import kopf
+
+from deploywatch import settings as settings_module
+from deploywatch.output import LineWriter
+from deploywatch.resync import resync_forever
+from deploywatch.tracker import Tracker
+
+logger = logging.getLogger('deploywatch')
+
+SETTINGS = settings_module.load_or_exit(os.environ)
+TRACKER = Tracker(redact=SETTINGS.redact)
+WRITER = LineWriter()
+_background: set[asyncio.Task[None]] = set()
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.enabled = False
+    if not settings.peering.mandatory:  # i.e. no --peering NAME on the command line
+        settings.peering.standalone = True
+    settings.scanning.disabled = not _namespace_globs_given(settings)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # neither --verbose nor --debug
+        # Kopf logs "Handler succeeded" at INFO for every event: the event is on stdout already.
+        logging.getLogger('kopf.objects').setLevel(logging.WARNING)
+
+    for name in settings_module.Settings.unknown_variables(os.environ):
+        logger.warning(f"{name} is not a deploywatch setting and is ignored (a typo?).")
+
+    if SETTINGS.resync_seconds > 0:
+        task = asyncio.create_task(
+            resync_forever(tracker=TRACKER, writer=WRITER, interval=SETTINGS.resync_seconds),
+            name='deploywatch resync')
+        _background.add(task)
+
+
+@kopf.on.cleanup()
+async def stop_background(**_: Any) -> None:
+    for task in _background:
+        task.cancel()
+    await asyncio.gather(*_background, return_exceptions=True)
+    _background.clear()
+
+
+@kopf.on.event('apps', 'v1', 'deployments')
+async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
+    line = TRACKER.observe(event['type'], event['object'])
+    if line is not None:
+        WRITER.write(line)
+
+
+def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:
+    """
+    Whether any ``--namespace`` pattern needs the namespace list to be resolved.
+
+    Kopf does not hand the patterns to handlers, but ``kopf run`` is a Click
+    command and start-up handlers run inside it, so its parameters are readable.
+    Outside Click (``kopf.run()`` from Python) we cannot know: keep scanning on.
+    """
+    if settings.peering.clusterwide:
+        return False
+    context = click.get_current_context(silent=True)
+    if context is None or 'namespaces' not in context.params:
+        return True
+    patterns = [*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')]
+    return any(char in pattern for pattern in patterns for char in '*?!,')

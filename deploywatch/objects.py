@@ -1,0 +1,82 @@
+"""
+What deploywatch prints of a Deployment: a cleaned copy and a short summary.
+
+Both functions take the object exactly as the API server sent it and must never
+raise: a Deployment is user input (a status may be missing, a map may be
+``null``, a list may hold strings), and one odd object must not stop the stream
+for all the others. So every lookup tolerates the wrong type and falls back to
+what the API would have defaulted.
+"""
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+REDACTED = '<redacted>'
+CONTAINER_LISTS = ('initContainers', 'containers', 'ephemeralContainers')
+
+
+def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
+    """
+    A deep copy without ``metadata.managedFields`` and, if asked, without env values.
+
+    managedFields is server-side-apply bookkeeping, often larger than the rest of
+    the object, and changes on every write; nobody reads it from a watch stream.
+    Only literal ``env[].value`` strings are redacted: ``valueFrom`` references
+    (secretKeyRef, configMapKeyRef) name where a value lives, not the value.
+    """
+    obj = copy.deepcopy(dict(raw))
+    metadata = obj.get('metadata')
+    if isinstance(metadata, dict):
+        metadata.pop('managedFields', None)
+    if redact:
+        for container in containers(obj):
+            for variable in _dicts(container.get('env')):
+                if 'value' in variable:
+                    variable['value'] = REDACTED
+    return obj
+
+
+def containers(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every container of the pod template, init and ephemeral ones included."""
+    pod_spec = _dig(obj, 'spec', 'template', 'spec')
+    found: list[dict[str, Any]] = []
+    for key in CONTAINER_LISTS:
+        found.extend(_dicts(pod_spec.get(key)))
+    return found
+
+
+def summarize(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The few numbers a person or a jq filter looks at first, with API defaults filled in."""
+    spec = _dig(obj, 'spec')
+    status = _dig(obj, 'status')
+    metadata = _dig(obj, 'metadata')
+    pod_spec = _dig(obj, 'spec', 'template', 'spec')
+    return {
+        'replicas': _count(spec.get('replicas'), default=1),
+        'readyReplicas': _count(status.get('readyReplicas')),
+        'updatedReplicas': _count(status.get('updatedReplicas')),
+        'availableReplicas': _count(status.get('availableReplicas')),
+        'images': [
+            container['image'] for container in _dicts(pod_spec.get('containers'))
+            if isinstance(container.get('image'), str)
+        ],
+        'generation': _count(metadata.get('generation')),
+        'observedGeneration': _count(status.get('observedGeneration')),
+        'paused': spec.get('paused') is True,
+    }
+
+
+def _dig(obj: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    """Follow nested maps; anything that is not a map on the way counts as empty."""
+    current: Any = obj
+    for key in keys:
+        current = current.get(key) if isinstance(current, Mapping) else None
+    return current if isinstance(current, Mapping) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _count(value: Any, *, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

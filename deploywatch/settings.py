@@ -1,0 +1,99 @@
+"""
+Settings that ``kopf run``'s command line cannot carry, read from ``DEPLOYWATCH_*``.
+
+Namespace scoping, peering, liveness and logging verbosity stay with Kopf's own
+flags; everything else deploywatch needs is one environment variable per field
+of :class:`Settings`. The dataclass is the only place a setting is defined: its
+field metadata names the variable, says what it accepts, and parses it, so the
+validation, the error text and the documentation cannot drift apart.
+
+Validation happens once, when the handlers module is imported by ``kopf run``
+and before Kopf connects to anything: a bad value must stop the program with
+one line a human can act on, not with a traceback after the first API call.
+"""
+import dataclasses
+import math
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+PREFIX = 'DEPLOYWATCH_'
+
+
+class SettingsError(ValueError):
+    """One environment variable holds a value deploywatch cannot use."""
+
+
+def _seconds(text: str) -> float:
+    value = float(text)  # ValueError for "abc"
+    if not math.isfinite(value) or value < 0:  # "1e999" parses as inf; "nan" as nan
+        raise ValueError(text)
+    return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {'1', 'true', 'yes', 'on'}:
+        return True
+    if lowered in {'0', 'false', 'no', 'off'}:
+        return False
+    raise ValueError(text)
+
+
+def _setting(*, env: str, default: Any, parse: Callable[[str], Any], accepts: str, doc: str) -> Any:
+    return dataclasses.field(default=default, metadata={
+        'env': PREFIX + env, 'parse': parse, 'accepts': accepts, 'doc': doc,
+    })
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """
+    What deploywatch does beyond Kopf's flags. Defaults are safe for a first run.
+    """
+
+    resync_seconds: float = _setting(
+        env='RESYNC_SECONDS', default=600.0, parse=_seconds,
+        accepts='a finite number of seconds >= 0 (0 turns resync off)',
+        doc="Every this many seconds, each live Deployment is printed again as RESYNC. "
+            "Ten minutes by default: often enough for an audit store to notice a gap, "
+            "rare enough that 10,000 Deployments do not flood the stream.",
+    )
+    redact: bool = _setting(
+        env='REDACT', default=True, parse=_boolean,
+        accepts='true or false',
+        doc="Replace every container env[].value with \"<redacted>\" in object, old and diff. "
+            "On by default: Deployments routinely carry credentials in plain env values, "
+            "and the stream goes to log stores with wider access than the cluster.",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> 'Settings':
+        """Parse every known ``DEPLOYWATCH_*`` variable; raise on the first bad one."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            name = field.metadata['env']
+            if name not in environ:
+                continue
+            try:
+                values[field.name] = field.metadata['parse'](environ[name])
+            except (ValueError, OverflowError):
+                raise SettingsError(
+                    f"{name}={environ[name]!r} is invalid: expected {field.metadata['accepts']}."
+                ) from None
+        return cls(**values)
+
+    @classmethod
+    def unknown_variables(cls, environ: Mapping[str, str]) -> list[str]:
+        """Names with our prefix that no setting reads: most likely typos."""
+        known = {field.metadata['env'] for field in dataclasses.fields(cls)}
+        return sorted(name for name in environ if name.startswith(PREFIX) and name not in known)
+
+
+def load_or_exit(environ: Mapping[str, str]) -> Settings:
+    """Settings for the running operator; on a bad value, one line on stderr and exit 2."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as error:
+        print(f"deploywatch: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

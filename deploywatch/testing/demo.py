@@ -1,0 +1,126 @@
+"""
+``make demo``: deploywatch against an emulated API server, no cluster needed.
+
+Starts the emulated kube-apiserver on 127.0.0.1 seeded with Deployments in two
+namespaces, runs ``kopf run operator/handlers.py --namespace=default`` against
+it, plays a short scenario (create, scale, image change, a status update by
+the "deployment controller", delete, and a change in the other namespace that
+must not show), and ends by itself.
+
+stdout carries exactly what deploywatch printed, so the demo can be piped into
+``jq`` like the real thing; the narration goes to stderr.
+"""
+import json
+import os
+import pathlib
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from deploywatch.testing import ServerThread, controller, factory, kinds
+from deploywatch.testing.store import Store, now
+
+DEPLOYMENTS = kinds.DEPLOYMENTS
+REPO = pathlib.Path(__file__).resolve().parents[2]
+PAUSE = 0.5
+
+
+def say(text: str) -> None:
+    print(f'# {text}', file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    with ServerThread() as server, tempfile.TemporaryDirectory() as tmp:
+        store = server.server.store
+        server.call(store.create, kinds.NAMESPACES, '', factory.namespace('staging'), manager='demo')
+        for namespace, name, replicas in [('default', 'frontend', 2), ('default', 'backend', 1),
+                                          ('staging', 'frontend', 1)]:
+            server.call(store.create, DEPLOYMENTS, namespace,
+                        factory.deployment(name, namespace=namespace, replicas=replicas), manager='kubectl')
+        kubeconfig = server.kubeconfig(pathlib.Path(tmp) / 'kubeconfig')
+        say(f'emulated API server on {server.url}, 3 Deployments in "default" and "staging"')
+        say('running: kopf run operator/handlers.py --namespace=default')
+
+        lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        operator = subprocess.Popen(
+            [str(pathlib.Path(sys.executable).parent / 'kopf'), 'run', '--quiet',
+             str(REPO / 'operator' / 'handlers.py'), '--namespace=default'],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith('DEPLOYWATCH_')},
+                 'KUBECONFIG': str(kubeconfig), 'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+        threading.Thread(target=_relay, args=(operator, lines), daemon=True).start()
+
+        def expect(what: str, test: Callable[[dict[str, Any]], bool]) -> None:
+            while True:
+                event = lines.get(timeout=30)
+                if event is None:
+                    raise SystemExit(f'deploywatch ended before: {what}')
+                if test(event):
+                    return
+
+        try:
+            for _ in range(2):
+                expect('the initial listing', lambda e: e['type'] == 'ADDED')
+            _play(server, store, expect)
+        finally:
+            operator.terminate()
+            operator.wait(timeout=15)
+        say('done: every line above is one event, schema deploywatch/v1')
+    return 0
+
+
+def _play(server: ServerThread, store: Store, expect: Callable[..., None]) -> None:
+    def step(text: str, change: Callable[[], Any], *, name: str, type: str) -> None:
+        say(text)
+        time.sleep(PAUSE)  # paced for a person reading along; the stream itself does not wait
+        server.call(change)
+        expect(text, lambda e: e['name'] == name and e['type'] == type)
+
+    step('kubectl create deployment worker',
+         lambda: store.create(DEPLOYMENTS, 'default', factory.deployment('worker', image='busybox:1.36'),
+                              manager='kubectl'),
+         name='worker', type='ADDED')
+    step('kubectl scale deployment frontend --replicas=3',
+         lambda: _patch(store, 'frontend', {'spec': {'replicas': 3}}),
+         name='frontend', type='MODIFIED')
+    step('kubectl set image deployment/backend app=nginx:1.27',
+         lambda: _patch(store, 'backend', {'spec': {'template': {'spec': {'containers': [
+             {'name': 'app', 'image': 'nginx:1.27'}]}}}}),
+         name='backend', type='MODIFIED')
+    say('kubectl scale deployment frontend --replicas=5 -n staging   (other namespace: not shown)')
+    server.call(lambda: _patch(store, 'frontend', {'spec': {'replicas': 5}}, 'staging'))
+    step('the deployment controller reports frontend rolled out (status only)',
+         lambda: _roll_out(store, 'frontend'),
+         name='frontend', type='MODIFIED')
+    step('kubectl delete deployment worker',
+         lambda: store.delete(DEPLOYMENTS, 'default', 'worker', {}),
+         name='worker', type='DELETED')
+
+
+def _patch(store: Store, name: str, patch: dict[str, Any], namespace: str = 'default') -> None:
+    store.patch(DEPLOYMENTS, namespace, name, patch, 'application/strategic-merge-patch+json',
+                manager='kubectl')
+
+
+def _roll_out(store: Store, name: str) -> None:
+    obj = controller.rolled_out(store.get(DEPLOYMENTS, 'default', name), time=now())
+    store.update(DEPLOYMENTS, 'default', name, obj, manager='kube-controller-manager', subresource='status')
+
+
+def _relay(operator: 'subprocess.Popen[bytes]', lines: 'queue.Queue[dict[str, Any] | None]') -> None:
+    """Pass deploywatch's stdout through unchanged, and to the scenario for its waits."""
+    assert operator.stdout is not None
+    for raw in operator.stdout:
+        sys.stdout.buffer.write(raw)
+        sys.stdout.buffer.flush()
+        lines.put(json.loads(raw))
+    lines.put(None)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

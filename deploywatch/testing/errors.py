@@ -1,0 +1,96 @@
+"""
+Errors as kube-apiserver reports them: an HTTP code and a ``Status`` body.
+
+The messages follow the recorded bodies (``forbidden-create.json``,
+``not-found.json``, ``conflict.json``, ``list-too-old-410.json``) word for word,
+because clients, Kopf included, log them and sometimes match on them.
+"""
+from typing import Any
+
+from deploywatch.testing.kinds import ResourceType
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            'kind': 'Status', 'apiVersion': 'v1', 'metadata': {},
+            'status': 'Failure', 'message': self.message, 'reason': self.reason,
+        }
+        if self.details is not None:
+            body['details'] = self.details
+        body['code'] = self.code
+        return body
+
+    @classmethod
+    def not_found(cls, resource: ResourceType, name: str) -> 'ApiError':
+        return cls(404, 'NotFound', f'{resource.qualified} "{name}" not found',
+                   {'name': name, 'group': resource.group, 'kind': resource.plural})
+
+    @classmethod
+    def no_such_path(cls) -> 'ApiError':
+        return cls(404, 'NotFound', 'the server could not find the requested resource', {})
+
+    @classmethod
+    def already_exists(cls, resource: ResourceType, name: str) -> 'ApiError':
+        return cls(409, 'AlreadyExists', f'{resource.qualified} "{name}" already exists',
+                   {'name': name, 'group': resource.group, 'kind': resource.plural})
+
+    @classmethod
+    def conflict(cls, resource: ResourceType, name: str) -> 'ApiError':
+        return cls(409, 'Conflict',
+                   f'Operation cannot be fulfilled on {resource.qualified} "{name}": the object '
+                   'has been modified; please apply your changes to the latest version and try again',
+                   {'name': name, 'group': resource.group, 'kind': resource.plural})
+
+    @classmethod
+    def forbidden(cls, resource: ResourceType | None, *, user: str, verb: str, plural: str,
+                  group: str, namespace: str | None, name: str | None) -> 'ApiError':
+        qualified = resource.qualified if resource is not None else plural
+        scope = f'in the namespace "{namespace}"' if namespace else 'at the cluster scope'
+        details: dict[str, Any] = {'name': name} if name else {}
+        details.update({'group': group, 'kind': plural.split('/', maxsplit=1)[0]})
+        return cls(403, 'Forbidden',
+                   f'{qualified} is forbidden: User "{user}" cannot {verb} resource '
+                   f'"{plural}" in API group "{group}" {scope}', details)
+
+    @classmethod
+    def unauthorized(cls) -> 'ApiError':
+        return cls(401, 'Unauthorized', 'Unauthorized')
+
+    @classmethod
+    def expired_list(cls) -> 'ApiError':
+        return cls(410, 'Expired', 'The resourceVersion for the provided list is too old.')
+
+    @classmethod
+    def expired_continue(cls) -> 'ApiError':
+        return cls(410, 'Expired',
+                   'The provided continue parameter is too old to display a consistent list '
+                   'result. You can start a new list without the continue parameter.')
+
+    @classmethod
+    def expired_watch(cls, requested: int, oldest: int) -> 'ApiError':
+        return cls(410, 'Expired', f'too old resource version: {requested} ({oldest})')
+
+    @classmethod
+    def bad_request(cls, message: str) -> 'ApiError':
+        return cls(400, 'BadRequest', message)
+
+    @classmethod
+    def unprocessable(cls, message: str) -> 'ApiError':
+        return cls(422, 'Invalid', message)
+
+    @classmethod
+    def unsupported_media_type(cls, what: str) -> 'ApiError':
+        return cls(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format: {what}')
+
+    @classmethod
+    def method_not_allowed(cls) -> 'ApiError':
+        return cls(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource')

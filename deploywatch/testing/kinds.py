@@ -1,0 +1,151 @@
+"""
+The resource types the emulated API server serves, and their registry strategies.
+
+A "strategy" is what kube-apiserver's registry does to an object on the way in
+(``pkg/registry/apps/deployment/strategy.go`` for Deployments): defaulting,
+resetting fields the caller may not set, and when ``metadata.generation``
+moves. The Deployment rules here follow that file and the recordings in
+``shared/apiserver-recordings``:
+
+* create: ``status`` is dropped, ``generation`` is 1, defaults are filled in;
+* update: ``status`` is kept from the stored object; ``generation`` moves when
+  ``spec`` *or annotations* change (annotations are copied to ReplicaSets);
+* status update: ``spec`` and ``labels`` are kept from the stored object, so the
+  controller can write status and the revision annotation without moving
+  ``generation``.
+"""
+import copy
+import dataclasses
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    has_status: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f'{self.group}/{self.version}' if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """How errors name the resource: ``deployments.apps``, or ``namespaces`` for core."""
+        return f'{self.plural}.{self.group}' if self.group else self.plural
+
+
+DEPLOYMENTS = ResourceType('apps', 'v1', 'deployments', 'Deployment', namespaced=True)
+NAMESPACES = ResourceType('', 'v1', 'namespaces', 'Namespace', namespaced=False)
+EVENTS = ResourceType('', 'v1', 'events', 'Event', namespaced=True, has_status=False)
+CRDS = ResourceType('apiextensions.k8s.io', 'v1', 'customresourcedefinitions',
+                    'CustomResourceDefinition', namespaced=False)
+ALL = (DEPLOYMENTS, NAMESPACES, EVENTS, CRDS)
+
+
+def find(group: str, version: str, plural: str) -> ResourceType | None:
+    for resource in ALL:
+        if (resource.group, resource.version, resource.plural) == (group, version, plural):
+            return resource
+    return None
+
+
+def prepare_create(resource: ResourceType, obj: Obj) -> None:
+    if resource.has_status:
+        obj['status'] = {}
+    if resource is DEPLOYMENTS:
+        obj['metadata']['generation'] = 1
+        _default_deployment(obj)
+    elif resource is NAMESPACES:
+        obj['spec'] = {'finalizers': ['kubernetes']}
+        obj['status'] = {'phase': 'Active'}
+        obj['metadata'].setdefault('labels', {})['kubernetes.io/metadata.name'] = obj['metadata']['name']
+
+
+def prepare_update(resource: ResourceType, new: Obj, old: Obj) -> None:
+    if resource.has_status:
+        new['status'] = copy.deepcopy(old.get('status', {}))
+    if resource is DEPLOYMENTS:
+        _default_deployment(new)
+        if (new.get('spec') != old.get('spec')
+                or new['metadata'].get('annotations') != old['metadata'].get('annotations')):
+            new['metadata']['generation'] = old['metadata'].get('generation', 0) + 1
+
+
+def prepare_status_update(resource: ResourceType, new: Obj, old: Obj) -> None:
+    new['spec'] = copy.deepcopy(old.get('spec'))
+    labels = old['metadata'].get('labels')
+    new['metadata'].pop('labels', None)
+    if labels is not None:
+        new['metadata']['labels'] = copy.deepcopy(labels)
+
+
+def bookmark(resource: ResourceType, resource_version: str) -> Obj:
+    """A BOOKMARK object: an empty object of the kind, as the Go structs serialise it."""
+    obj: Obj = {
+        'kind': resource.kind,
+        'apiVersion': resource.api_version,
+        'metadata': {'resourceVersion': resource_version, 'creationTimestamp': None},
+    }
+    if resource is DEPLOYMENTS:  # exactly as recorded in watch-stream.json
+        obj['spec'] = {'replicas': 0, 'selector': None,
+                       'template': {'metadata': {'creationTimestamp': None},
+                                    'spec': {'containers': None}},
+                       'strategy': {}}
+        obj['status'] = {}
+    elif resource.has_status:
+        obj['spec'] = {}
+        obj['status'] = {}
+    return obj
+
+
+def _default_deployment(obj: Obj) -> None:
+    """The defaults kube-apiserver fills in (pkg/apis/apps/v1/defaults.go and core's)."""
+    spec = obj.setdefault('spec', {})
+    if not isinstance(spec, dict):
+        return
+    spec.setdefault('replicas', 1)
+    strategy = spec.setdefault('strategy', {})
+    if isinstance(strategy, dict):
+        strategy.setdefault('type', 'RollingUpdate')
+        if strategy['type'] == 'RollingUpdate':
+            rolling = strategy.setdefault('rollingUpdate', {})
+            if isinstance(rolling, dict):
+                rolling.setdefault('maxUnavailable', '25%')
+                rolling.setdefault('maxSurge', '25%')
+    spec.setdefault('revisionHistoryLimit', 10)
+    spec.setdefault('progressDeadlineSeconds', 600)
+    template = spec.get('template')
+    if not isinstance(template, dict):
+        return
+    template_metadata = template.setdefault('metadata', {})
+    if isinstance(template_metadata, dict):
+        template_metadata.setdefault('creationTimestamp', None)
+    pod_spec = template.get('spec')
+    if not isinstance(pod_spec, dict):
+        return
+    pod_spec.setdefault('restartPolicy', 'Always')
+    pod_spec.setdefault('terminationGracePeriodSeconds', 30)
+    pod_spec.setdefault('dnsPolicy', 'ClusterFirst')
+    pod_spec.setdefault('securityContext', {})
+    pod_spec.setdefault('schedulerName', 'default-scheduler')
+    for key in ('initContainers', 'containers'):
+        containers = pod_spec.get(key)
+        for container in containers if isinstance(containers, list) else []:
+            if isinstance(container, dict):
+                _default_container(container)
+
+
+def _default_container(container: Obj) -> None:
+    container.setdefault('resources', {})
+    container.setdefault('terminationMessagePath', '/dev/termination-log')
+    container.setdefault('terminationMessagePolicy', 'File')
+    image = container.get('image')
+    tag = image.rsplit('/', 1)[-1] if isinstance(image, str) else ''
+    latest = '@' not in tag and (':' not in tag or tag.endswith(':latest'))
+    container.setdefault('imagePullPolicy', 'Always' if latest else 'IfNotPresent')

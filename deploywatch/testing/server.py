@@ -1,0 +1,321 @@
+"""
+The HTTP face of the emulated kube-apiserver (aiohttp), for what watchers use.
+
+Served: discovery (``/api``, ``/apis``, group versions, ``/version``, bodies as
+recorded from a real v1.24 server), and for deployments, namespaces, events and
+CRDs: GET, LIST (``limit``/``continue``, ``resourceVersion`` with
+``resourceVersionMatch``, ``labelSelector``), WATCH, POST, PUT, PATCH, DELETE,
+and the ``status`` subresource.
+
+WATCH follows kube-apiserver's wire format (``watch-stream.json``): HTTP 200,
+chunked, one compact JSON event per line and per chunk. Without a
+resourceVersion (or with "0") it starts with a synthetic ADDED per existing
+object; from a version it replays the history after it, or sends one ERROR
+event with a 410 ``Status`` and ends the stream when that version is too old
+(``watch-too-old-410.json``). With ``allowWatchBookmarks`` it sends a BOOKMARK
+every ``bookmark_interval`` seconds; it ends after ``timeoutSeconds`` or, when
+none is asked for, after a random time between one and two
+``min_request_timeout`` (the apiserver's ``--min-request-timeout`` behaviour).
+"""
+import asyncio
+import json
+import pathlib
+import random
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from deploywatch.testing import kinds
+from deploywatch.testing.access import ADMIN, RequestLog, User
+from deploywatch.testing.errors import ApiError
+from deploywatch.testing.kinds import Obj, ResourceType
+from deploywatch.testing.selectors import Selector
+from deploywatch.testing.store import Change, Store
+
+DISCOVERY = pathlib.Path(__file__).parent / 'discovery'
+VERSION = {'major': '1', 'minor': '24', 'gitVersion': 'v1.24.17', 'platform': 'linux/amd64'}
+ADMIN_TOKEN = 'admin-token'
+
+Middleware = Callable[[web.Request, Any], Any]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body, separators=(',', ':')),
+                        content_type='application/json')
+
+
+class ApiServer:
+    def __init__(
+            self,
+            store: Store | None = None,
+            *,
+            bookmark_interval: float = 60.0,
+            min_request_timeout: float = 1800.0,
+    ) -> None:
+        self.store = store if store is not None else Store()
+        self.log = RequestLog()
+        self.users: dict[str, User] = {ADMIN_TOKEN: User('admin', ADMIN_TOKEN, ADMIN)}
+        self.bookmark_interval = bookmark_interval
+        self.min_request_timeout = min_request_timeout
+        self._watches: set[asyncio.Task[Any]] = set()
+
+    def add_user(self, user: User) -> None:
+        self.users[user.token] = user
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route('*', '/{tail:.*}', self._handle)
+        app.on_shutdown.append(self._close_watches)
+        return app
+
+    async def _close_watches(self, _: web.Application) -> None:
+        for task in list(self._watches):
+            task.cancel()
+
+    # -- routing -------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        user_name, verb, group, resource_name, namespace = '', '', '', '', None
+        status = 500
+        try:
+            user = self._authenticate(request)
+            user_name = user.name
+            route = _Route.parse(request.path)
+            if route.discovery is not None:
+                verb = 'get'
+                response = self._discovery(route.discovery)
+            else:
+                resource = route.resource
+                assert resource is not None
+                verb = _verb(request, route)
+                group = resource.group
+                resource_name = resource.plural + (f'/{route.subresource}' if route.subresource else '')
+                namespace = route.namespace
+                if not user.allows(verb=verb, group=group, resource=resource_name, namespace=namespace):
+                    raise ApiError.forbidden(resource, user=user.name, verb=verb, plural=resource_name,
+                                             group=group, namespace=namespace, name=route.name)
+                if verb == 'watch':
+                    status = 200  # a watch answers 200 even when it carries an ERROR event
+                    self.log.add(user=user_name, verb=verb, method=request.method, path=request.path,
+                                 query=request.query_string, group=group, resource=resource_name,
+                                 namespace=namespace, status=status)
+                    return await self._watch(request, resource, namespace)
+                response = await self._serve(request, verb, route, resource)
+            status = response.status
+            return response
+        except ApiError as error:
+            status = error.code
+            return _json(error.status(), status=error.code)
+        finally:
+            if verb != 'watch':  # watches are logged when they start (see _watch)
+                self.log.add(user=user_name, verb=verb, method=request.method, path=request.path,
+                             query=request.query_string, group=group, resource=resource_name,
+                             namespace=namespace, status=status)
+
+    def _authenticate(self, request: web.Request) -> User:
+        scheme, _, token = request.headers.get('Authorization', '').partition(' ')
+        user = self.users.get(token) if scheme.lower() == 'bearer' else None
+        if user is None:
+            raise ApiError.unauthorized()
+        return user
+
+    def _discovery(self, name: str) -> web.Response:
+        if name == 'version':
+            return _json(VERSION)
+        path = DISCOVERY / f'{name}.json'
+        if not path.exists():
+            raise ApiError.no_such_path()
+        return web.Response(body=path.read_bytes(), content_type='application/json')
+
+    async def _serve(self, request: web.Request, verb: str, route: '_Route',
+                     resource: ResourceType) -> web.Response:
+        store, namespace, name = self.store, route.namespace or '', route.name or ''
+        agent = request.headers.get('User-Agent', 'unknown')
+        manager = request.query.get('fieldManager') or agent.split('/')[0]
+        if verb == 'list':
+            return _json(store.list_objects(
+                resource, route.namespace,
+                selector=Selector.parse(request.query.get('labelSelector')),
+                resource_version=request.query.get('resourceVersion'),
+                match=request.query.get('resourceVersionMatch'),
+                limit=int(request.query['limit']) if request.query.get('limit') else None,
+                continue_token=request.query.get('continue')))
+        if verb == 'get':
+            return _json(store.get(resource, namespace, name))
+        if verb == 'create':
+            return _json(store.create(resource, namespace, await _body(request), manager=manager), 201)
+        if verb == 'update':
+            return _json(store.update(resource, namespace, name, await _body(request),
+                                      manager=manager, subresource=route.subresource))
+        if verb == 'patch':
+            return _json(store.patch(resource, namespace, name, await _body(request),
+                                     request.content_type, manager=manager, subresource=route.subresource))
+        if verb == 'delete':
+            options = await _body(request) if request.can_read_body else {}
+            if 'propagationPolicy' in request.query:
+                options['propagationPolicy'] = request.query['propagationPolicy']
+            obj, gone = store.delete(resource, namespace, name, options)
+            if not gone:
+                return _json(obj)
+            return _json({'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Success',
+                          'details': {'name': name, 'group': resource.group, 'kind': resource.plural,
+                                      'uid': obj['metadata']['uid']}})
+        raise ApiError.method_not_allowed()
+
+    # -- watching ------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, resource: ResourceType,
+                     namespace: str | None) -> web.StreamResponse:
+        query = request.query
+        selector = Selector.parse(query.get('labelSelector'))
+        bookmarks = query.get('allowWatchBookmarks') in ('true', '1')
+        timeout = (float(query['timeoutSeconds']) if query.get('timeoutSeconds')
+                   else random.uniform(self.min_request_timeout, 2 * self.min_request_timeout))
+        since = query.get('resourceVersion') or '0'
+
+        queue: asyncio.Queue[Change] = asyncio.Queue()
+        unsubscribe = self.store.subscribe(queue.put_nowait)
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
+        try:
+            events = self._initial_events(resource, namespace, selector, since)
+        except ApiError as error:
+            unsubscribe()
+            events = [{'type': 'ERROR', 'object': error.status()}]
+            timeout = 0  # the error is the whole stream
+
+        response = web.StreamResponse(status=200, headers={'Content-Type': 'application/json'})
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            for event in events:
+                await response.write(_line(event))
+            if timeout:
+                await self._stream(response, queue, resource=resource, namespace=namespace,
+                                   selector=selector, bookmarks=bookmarks, timeout=timeout)
+            await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if timeout:
+                unsubscribe()
+            if task is not None:
+                self._watches.discard(task)
+        return response
+
+    def _initial_events(self, resource: ResourceType, namespace: str | None, selector: Selector,
+                        since: str) -> list[Obj]:
+        if since == '0':
+            return [{'type': 'ADDED', 'object': obj} for obj in self.store.current(resource)
+                    if (namespace is None or obj['metadata'].get('namespace') == namespace)
+                    and selector.matches(obj)]
+        try:
+            version = int(since)
+        except ValueError:
+            raise ApiError.bad_request(f'resourceVersion: Invalid value: "{since}"') from None
+        return [event for change in self.store.changes_since(version)
+                if (event := _event(change, resource, namespace, selector)) is not None]
+
+    async def _stream(self, response: web.StreamResponse, queue: 'asyncio.Queue[Change]', *,
+                      resource: ResourceType, namespace: str | None, selector: Selector,
+                      bookmarks: bool, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        next_bookmark = loop.time() + self.bookmark_interval
+        while (now := loop.time()) < deadline:
+            wait = min(deadline, next_bookmark if bookmarks else deadline) - now
+            try:
+                change = await asyncio.wait_for(queue.get(), timeout=max(wait, 0))
+            except TimeoutError:
+                if bookmarks and loop.time() >= next_bookmark:
+                    version = str(self.store.resource_version)
+                    await response.write(_line({'type': 'BOOKMARK',
+                                                'object': kinds.bookmark(resource, version)}))
+                    next_bookmark = loop.time() + self.bookmark_interval
+                continue
+            event = _event(change, resource, namespace, selector)
+            if event is not None:
+                await response.write(_line(event))
+
+
+def _line(event: Obj) -> bytes:
+    return json.dumps(event, separators=(',', ':')).encode() + b'\n'
+
+
+def _event(change: Change, resource: ResourceType, namespace: str | None,
+           selector: Selector) -> Obj | None:
+    """The watch event a filtered watch sees for a change (label moves become ADDED/DELETED)."""
+    if change.resource is not resource or (namespace is not None and change.key[0] != namespace):
+        return None
+    now_matches = selector.matches(change.obj)
+    was_matching = change.previous is not None and selector.matches(change.previous)
+    if change.type == 'MODIFIED' and now_matches != was_matching:
+        return {'type': 'ADDED' if now_matches else 'DELETED', 'object': change.obj}
+    if change.type == 'DELETED':
+        return {'type': 'DELETED', 'object': change.obj} if was_matching else None
+    return {'type': change.type, 'object': change.obj} if now_matches else None
+
+
+async def _body(request: web.Request) -> Obj:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError.bad_request('the request body is not valid JSON') from None
+    if not isinstance(body, (dict, list)):
+        raise ApiError.bad_request('the request body is not a JSON object')
+    return body  # type: ignore[return-value]  # a list only for json-patch
+
+
+def _verb(request: web.Request, route: '_Route') -> str:
+    method = request.method
+    if method == 'GET':
+        if route.name is None:
+            return 'watch' if request.query.get('watch') in ('true', '1') else 'list'
+        return 'get'
+    if route.name is None:
+        return {'POST': 'create', 'DELETE': 'deletecollection'}.get(method, 'unknown')
+    return {'PUT': 'update', 'PATCH': 'patch', 'DELETE': 'delete'}.get(method, 'unknown')
+
+
+class _Route:
+    """A parsed API path: discovery, or a resource with optional namespace, name and subresource."""
+
+    def __init__(self) -> None:
+        self.discovery: str | None = None
+        self.resource: ResourceType | None = None
+        self.namespace: str | None = None
+        self.name: str | None = None
+        self.subresource: str | None = None
+
+    @classmethod
+    def parse(cls, path: str) -> '_Route':
+        route = cls()
+        parts = [urllib.parse.unquote(p) for p in path.strip('/').split('/')]
+        if parts == ['version']:
+            route.discovery = 'version'
+            return route
+        if parts[:1] == ['api']:
+            group, version, rest = '', parts[1] if len(parts) > 1 else None, parts[2:]
+        elif parts[:1] == ['apis']:
+            group = parts[1] if len(parts) > 1 else ''
+            version, rest = (parts[2] if len(parts) > 2 else None), parts[3:]
+        else:
+            raise ApiError.no_such_path()
+        if not rest:
+            route.discovery = '-'.join(p for p in (parts[0], group, version) if p)
+            return route
+        # /namespaces/{ns}/{plural}/... is namespaced; /namespaces/{name}[/status] is a Namespace.
+        if rest[0] == 'namespaces' and len(rest) >= 3 and rest[2] not in ('status', 'finalize'):
+            route.namespace, rest = rest[1], rest[2:]
+        resource = kinds.find(group, version or '', rest[0])
+        if resource is None or len(rest) > 3 or (route.namespace is not None and not resource.namespaced):
+            raise ApiError.no_such_path()
+        route.resource = resource
+        route.name = rest[1] if len(rest) > 1 else None
+        route.subresource = rest[2] if len(rest) > 2 else None
+        if route.subresource not in (None, 'status') or (route.subresource and not resource.has_status):
+            raise ApiError.no_such_path()
+        return route

@@ -1,0 +1,325 @@
+"""
+The emulated API server's storage: objects, resourceVersions and the change history.
+
+It plays etcd plus the apiserver's watch cache, with the semantics clients
+depend on:
+
+* one cluster-wide resourceVersion, increasing by one on every write, and a
+  write that changes nothing is not a write (no new version, no event);
+* a history of changes from which watches resume, and from which a paginated
+  LIST is served as a consistent snapshot; a resourceVersion older than the
+  history answers ``410 Expired`` (``compact()`` drops the history on purpose);
+* deletion as kube-apiserver does it: an object without finalizers disappears
+  at once with one DELETED event; one with finalizers (or a foreground delete,
+  which adds ``foregroundDeletion``) only gets ``deletionTimestamp`` and a new
+  generation (MODIFIED), and disappears when the last finalizer is removed.
+  The DELETED event then carries the object as it was stored before that last
+  update, with the deletion's resourceVersion (as ``watch-stream.json`` shows).
+
+All methods are synchronous and run on the server's event loop, so a watch can
+take its backlog and subscribe to new changes atomically.
+"""
+import base64
+import collections
+import copy
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from deploywatch.testing import kinds, patching
+from deploywatch.testing.errors import ApiError
+from deploywatch.testing.kinds import Obj, ResourceType
+from deploywatch.testing.selectors import Selector
+
+Key = tuple[str, str]  # (namespace or '', name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One write, as the watch cache remembers it."""
+    resource_version: int
+    type: str  # ADDED, MODIFIED, DELETED
+    resource: ResourceType
+    key: Key
+    obj: Obj  # what the watch event carries
+    previous: Obj | None  # the stored object before the write (None for a create)
+
+
+Subscriber = Callable[[Change], None]
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+class Store:
+    def __init__(self, *, first_resource_version: int = 1000, history_limit: int = 100_000) -> None:
+        self._objects: dict[ResourceType, dict[Key, Obj]] = {r: {} for r in kinds.ALL}
+        self._history: collections.deque[Change] = collections.deque()
+        self._history_limit = history_limit
+        self._oldest = first_resource_version  # a watch may resume from here or later
+        self.resource_version = first_resource_version
+        self._subscribers: list[Subscriber] = []
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, resource: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self._objects[resource].get((namespace, name))
+        if obj is None:
+            raise ApiError.not_found(resource, name)
+        return copy.deepcopy(obj)
+
+    def list_objects(
+            self,
+            resource: ResourceType,
+            namespace: str | None,
+            *,
+            selector: Selector,
+            resource_version: str | None = None,
+            match: str | None = None,
+            limit: int | None = None,
+            continue_token: str | None = None,
+    ) -> Obj:
+        """A LIST response body: items without kind/apiVersion, as recorded in ``list-*.json``."""
+        start = ''
+        if continue_token:
+            at, start = _decode_continue(continue_token)
+            if at < self._oldest:
+                raise ApiError.expired_continue()
+        elif resource_version and match == 'Exact':
+            at = _parse_version(resource_version)
+            if at < self._oldest:
+                raise ApiError.expired_list()
+        else:
+            at = self.resource_version  # "", "0" and NotOlderThan all get the latest state
+        snapshot = self._snapshot(resource, at)
+        keys = [key for key in sorted(snapshot)
+                if (namespace is None or key[0] == namespace)
+                and _key_string(key) > start
+                and selector.matches(snapshot[key])]
+        page = keys[:limit] if limit else keys
+        metadata: Obj = {'resourceVersion': str(at)}
+        if limit and len(keys) > limit:
+            metadata['continue'] = _encode_continue(at, _key_string(page[-1]))
+            metadata['remainingItemCount'] = len(keys) - limit
+        items = []
+        for key in page:
+            item = copy.deepcopy(snapshot[key])
+            item.pop('kind', None)
+            item.pop('apiVersion', None)
+            items.append(item)
+        return {'kind': f'{resource.kind}List', 'apiVersion': resource.api_version,
+                'metadata': metadata, 'items': items}
+
+    def changes_since(self, resource_version: int) -> list[Change]:
+        """Every change after a version, or 410 if the history no longer reaches back there."""
+        if resource_version < self._oldest:
+            raise ApiError.expired_watch(resource_version, self._oldest)
+        return [change for change in self._history if change.resource_version > resource_version]
+
+    def current(self, resource: ResourceType) -> Iterator[Obj]:
+        for key in sorted(self._objects[resource]):
+            yield self._objects[resource][key]
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def compact(self) -> None:
+        """Forget the history, as etcd compaction plus a watch-cache eviction would."""
+        self._history.clear()
+        self._oldest = self.resource_version
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def create(self, resource: ResourceType, namespace: str, body: Obj, *, manager: str) -> Obj:
+        obj = copy.deepcopy(body)
+        if not isinstance(obj.get('metadata'), dict):
+            obj['metadata'] = {}
+        metadata = obj['metadata']
+        if not metadata.get('name') and metadata.get('generateName'):
+            metadata['name'] = metadata['generateName'] + uuid.uuid4().hex[:5]
+        name = metadata.get('name')
+        if not name:
+            raise ApiError.unprocessable(
+                f'{resource.kind}.{resource.group or "core"} "" is invalid: metadata.name: '
+                'Required value: name or generateName is required')
+        if resource.namespaced:
+            if ('', namespace) not in self._objects[kinds.NAMESPACES]:
+                raise ApiError.not_found(kinds.NAMESPACES, namespace)
+            metadata['namespace'] = namespace
+        else:
+            namespace = ''
+        if (namespace, name) in self._objects[resource]:
+            raise ApiError.already_exists(resource, name)
+        obj['kind'], obj['apiVersion'] = resource.kind, resource.api_version
+        for field in ('resourceVersion', 'deletionTimestamp', 'deletionGracePeriodSeconds'):
+            metadata.pop(field, None)
+        metadata['uid'] = str(uuid.uuid4())
+        metadata['creationTimestamp'] = now()
+        kinds.prepare_create(resource, obj)
+        _record_manager(obj, manager, subresource=None)
+        return self._write(resource, (namespace, name), obj, previous=None)
+
+    def update(self, resource: ResourceType, namespace: str, name: str, body: Obj, *,
+               manager: str, subresource: str | None = None) -> Obj:
+        key = (namespace if resource.namespaced else '', name)
+        old = self._objects[resource].get(key)
+        if old is None:
+            raise ApiError.not_found(resource, name)
+        new = copy.deepcopy(body)
+        if not isinstance(new.get('metadata'), dict):
+            new['metadata'] = {}
+        wanted_version = new['metadata'].get('resourceVersion')
+        if wanted_version and wanted_version != old['metadata']['resourceVersion']:
+            raise ApiError.conflict(resource, name)
+        # Fields that belong to the server, whatever the client sent.
+        for field in ('uid', 'creationTimestamp', 'namespace', 'name', 'generation',
+                      'deletionTimestamp', 'deletionGracePeriodSeconds', 'resourceVersion',
+                      'managedFields'):
+            if field in old['metadata']:
+                new['metadata'][field] = copy.deepcopy(old['metadata'][field])
+            else:
+                new['metadata'].pop(field, None)
+        new['kind'], new['apiVersion'] = resource.kind, resource.api_version
+        if subresource == 'status':
+            kinds.prepare_status_update(resource, new, old)
+        else:
+            kinds.prepare_update(resource, new, old)
+        if new == old:
+            return copy.deepcopy(old)  # a no-op write: no new version, no event
+        _record_manager(new, manager, subresource=subresource)
+        return self._write(resource, key, new, previous=old)
+
+    def patch(self, resource: ResourceType, namespace: str, name: str, patch: Any,
+              content_type: str, *, manager: str, subresource: str | None = None) -> Obj:
+        current = self.get(resource, namespace if resource.namespaced else '', name)
+        patched = patching.apply(current, patch, content_type)
+        if not isinstance(patched, dict):
+            raise ApiError.unprocessable('the patched object is not an object')
+        patched.setdefault('metadata', {})['resourceVersion'] = None  # patches do not conflict
+        return self.update(resource, namespace, name, patched, manager=manager, subresource=subresource)
+
+    def delete(self, resource: ResourceType, namespace: str, name: str,
+               options: Obj) -> tuple[Obj, bool]:
+        """Delete or start deleting; returns the object and whether it is gone already."""
+        key = (namespace if resource.namespaced else '', name)
+        old = self._objects[resource].get(key)
+        if old is None:
+            raise ApiError.not_found(resource, name)
+        preconditions = options.get('preconditions') or {}
+        for field in ('uid', 'resourceVersion'):
+            if preconditions.get(field) and preconditions[field] != old['metadata'].get(field):
+                raise ApiError.conflict(resource, name)
+        if resource is kinds.NAMESPACES:
+            for contained in kinds.ALL:
+                for content_key in [k for k in self._objects[contained] if k[0] == name]:
+                    self._remove(contained, content_key)
+        finalizers = list(old['metadata'].get('finalizers') or [])
+        policy = options.get('propagationPolicy')
+        extra = {'Foreground': 'foregroundDeletion', 'Orphan': 'orphan'}.get(policy or '')
+        if extra and extra not in finalizers:
+            finalizers.append(extra)
+        if not finalizers:
+            return self._remove(resource, key), True
+        if 'deletionTimestamp' in old['metadata'] and finalizers == old['metadata'].get('finalizers'):
+            return copy.deepcopy(old), False  # already being deleted: nothing changes
+        new = copy.deepcopy(old)
+        metadata = new['metadata']
+        metadata['finalizers'] = finalizers
+        if 'deletionTimestamp' not in metadata:
+            metadata['deletionTimestamp'] = now()
+            metadata['deletionGracePeriodSeconds'] = 0
+            if 'generation' in metadata:
+                metadata['generation'] += 1
+        return self._write(resource, key, new, previous=old), False
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _write(self, resource: ResourceType, key: Key, new: Obj, previous: Obj | None) -> Obj:
+        metadata = new['metadata']
+        if previous is not None and 'deletionTimestamp' in metadata and not metadata.get('finalizers'):
+            return self._remove(resource, key)  # the last finalizer went away
+        self.resource_version += 1
+        metadata['resourceVersion'] = str(self.resource_version)
+        self._objects[resource][key] = new
+        self._publish(Change(self.resource_version, 'ADDED' if previous is None else 'MODIFIED',
+                             resource, key, copy.deepcopy(new), previous))
+        return copy.deepcopy(new)
+
+    def _remove(self, resource: ResourceType, key: Key) -> Obj:
+        stored = self._objects[resource].pop(key)
+        self.resource_version += 1
+        final = copy.deepcopy(stored)
+        final['metadata']['resourceVersion'] = str(self.resource_version)
+        self._publish(Change(self.resource_version, 'DELETED', resource, key, final, stored))
+        return copy.deepcopy(final)
+
+    def _publish(self, change: Change) -> None:
+        self._history.append(change)
+        while len(self._history) > self._history_limit:
+            self._oldest = self._history.popleft().resource_version
+        for subscriber in list(self._subscribers):
+            subscriber(change)
+
+    def _snapshot(self, resource: ResourceType, at: int) -> dict[Key, Obj]:
+        """The objects as they were at a version: today's, with later changes undone."""
+        snapshot = dict(self._objects[resource])
+        for change in reversed(self._history):
+            if change.resource_version <= at:
+                break
+            if change.resource is not resource:
+                continue
+            if change.previous is None:
+                snapshot.pop(change.key, None)
+            else:
+                snapshot[change.key] = change.previous
+        return snapshot
+
+
+def _record_manager(obj: Obj, manager: str, *, subresource: str | None) -> None:
+    """A managedFields entry per manager and subresource, as server-side apply keeps them."""
+    entry: Obj = {'manager': manager, 'operation': 'Update', 'apiVersion': obj['apiVersion'],
+                  'time': now(), 'fieldsType': 'FieldsV1',
+                  'fieldsV1': _field_set({k: v for k, v in obj.items()
+                                          if k in (('status',) if subresource else ('metadata', 'spec'))})}
+    if subresource:
+        entry['subresource'] = subresource
+    entries = [e for e in obj['metadata'].get('managedFields') or []
+               if (e.get('manager'), e.get('subresource')) != (manager, subresource)]
+    obj['metadata']['managedFields'] = [*entries, entry]
+
+
+def _field_set(value: Any) -> Obj:
+    if not isinstance(value, dict):
+        return {}
+    return {f'f:{key}': _field_set(child) for key, child in sorted(value.items())
+            if key not in ('managedFields', 'resourceVersion', 'uid', 'creationTimestamp',
+                           'generation', 'name', 'namespace')}
+
+
+def _key_string(key: Key) -> str:
+    return f'{key[0]}/{key[1]}'
+
+
+def _parse_version(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError.bad_request(f'resourceVersion: Invalid value: "{text}"') from None
+
+
+def _encode_continue(at: int, start: str) -> str:
+    token = json.dumps({'v': 'meta.k8s.io/v1', 'rv': at, 'start': start + '\x00'})
+    return base64.urlsafe_b64encode(token.encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data['rv']), str(data['start']).rstrip('\x00')
+    except (ValueError, KeyError, TypeError):
+        raise ApiError.bad_request('continue key is not valid') from None

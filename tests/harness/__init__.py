@@ -1,0 +1,1 @@
+"""Test harness: the operator as a real process, and clusters (emulated or real) to drive."""

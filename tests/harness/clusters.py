@@ -1,0 +1,81 @@
+"""
+The clusters a scenario runs against: the emulated API server, or a real one.
+
+Scenarios change Deployments through the official ``kubernetes`` client, so the
+same code runs against both. The only difference a scenario sees is who plays
+the deployment controller: in a real cluster kube-controller-manager writes the
+status after every change by itself; against the emulator the scenario asks
+for it with :meth:`Cluster.finish_rollout`, which writes what the controller
+would (``deploywatch.testing.controller.rolled_out``) through ``/status``.
+"""
+import contextlib
+import json
+import pathlib
+import uuid
+from typing import Any, cast
+
+import kubernetes
+
+from deploywatch.testing import ServerThread, controller, factory
+from deploywatch.testing.store import now
+
+Obj = dict[str, Any]
+
+
+class Cluster:
+    emulated = False
+
+    def __init__(self, kubeconfig: pathlib.Path) -> None:
+        self.kubeconfig = kubeconfig
+        client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        self._apps = kubernetes.client.AppsV1Api(client)
+        self._core = kubernetes.client.CoreV1Api(client)
+        self._namespaces: list[str] = []
+
+    @staticmethod
+    def _raw(response: Any) -> Obj:
+        data: Obj = json.loads(response.data)
+        return data
+
+    def new_namespace(self, prefix: str = 'dw') -> str:
+        name = f'{prefix}-{uuid.uuid4().hex[:8]}'
+        self._core.create_namespace(cast(Any, factory.namespace(name)))
+        self._namespaces.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self._namespaces:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                self._core.delete_namespace(name)
+
+    def create(self, body: Obj) -> Obj:
+        namespace = body['metadata']['namespace']
+        return self._raw(self._apps.create_namespaced_deployment(namespace, cast(Any, body),
+                                                                   _preload_content=False))
+
+    def get(self, namespace: str, name: str) -> Obj:
+        return self._raw(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
+
+    def patch(self, namespace: str, name: str, patch: Obj) -> Obj:
+        """A strategic merge patch, as ``kubectl patch`` and ``kubectl scale`` send."""
+        return self._raw(self._apps.patch_namespaced_deployment(name, namespace, patch,
+                                                                _preload_content=False))
+
+    def delete(self, namespace: str, name: str, *, propagation: str | None = None) -> None:
+        options = kubernetes.client.V1DeleteOptions(propagation_policy=propagation)
+        self._apps.delete_namespaced_deployment(name, namespace, body=options)
+
+    def finish_rollout(self, namespace: str, name: str) -> None:
+        """Nothing to do: the cluster's own deployment controller writes the status."""
+
+
+class EmulatedCluster(Cluster):
+    emulated = True
+
+    def __init__(self, server: ServerThread, kubeconfig: pathlib.Path) -> None:
+        super().__init__(kubeconfig)
+        self.server = server
+
+    def finish_rollout(self, namespace: str, name: str) -> None:
+        body = controller.rolled_out(self.get(namespace, name), time=now())
+        self._apps.replace_namespaced_deployment_status(name, namespace, cast(Any, body))

@@ -1,0 +1,121 @@
+"""
+The operator under test, as users run it: ``kopf run operator/handlers.py ...``.
+
+Every line it prints on stdout is parsed and validated against the shipped JSON
+schema as it arrives; a line that is not a valid event fails the test at the
+next wait. Waits are bounded (behaviour, not speed: the bound only turns a hang
+into a failure with the events seen so far in the message).
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jsonschema
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+HANDLERS = REPO / 'operator' / 'handlers.py'
+KOPF = pathlib.Path(sys.executable).parent / 'kopf'
+SCHEMA = json.loads((REPO / 'deploywatch' / 'schema' / 'event-v1.json').read_text())
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+WAIT = 30.0  # seconds before a wait for an expected event counts as a failure
+
+Event = dict[str, Any]
+Predicate = Callable[[Event], bool]
+
+
+def operator_env(kubeconfig: pathlib.Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the operator: ours minus any DEPLOYWATCH_* or KUBECONFIG of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('DEPLOYWATCH_', 'KOPF_'))}
+    env['KUBECONFIG'] = str(kubeconfig)
+    env.update(extra or {})
+    return env
+
+
+class OperatorProcess:
+    def __init__(self, *, kubeconfig: pathlib.Path, args: list[str], stderr_path: pathlib.Path,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.stderr_path = stderr_path
+        self.events: list[Event] = []
+        self._problems: list[str] = []
+        self._changed = threading.Condition()
+        self.process = subprocess.Popen(
+            [str(KOPF), 'run', str(HANDLERS), *args],
+            stdout=subprocess.PIPE, stderr=stderr_path.open('wb'), stdin=subprocess.DEVNULL,
+            env=operator_env(kubeconfig, env), cwd=REPO)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            try:
+                event = json.loads(raw)
+                VALIDATOR.validate(event)
+            except (ValueError, jsonschema.ValidationError) as error:
+                with self._changed:
+                    self._problems.append(f'invalid line {raw[:300]!r}: {error}')
+                continue
+            with self._changed:
+                self.events.append(event)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors='replace')
+
+    def check(self) -> None:
+        assert not self._problems, self._problems
+
+    def wait_for(self, predicate: Predicate, *, what: str, timeout: float = WAIT, after: int = 0) -> Event:
+        """The first event (from index ``after`` on) that matches; fail after the bound."""
+        return self.wait_for_count(predicate, 1, what=what, timeout=timeout, after=after)[0]
+
+    def wait_for_count(self, predicate: Predicate, count: int, *, what: str,
+                       timeout: float = WAIT, after: int = 0) -> list[Event]:
+        """At least ``count`` matching events; fail after the bound or if the process ends."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                self.check()
+                found = [event for event in self.events[after:] if predicate(event)]
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    seen = [(e['type'], e['namespace'], e['name'], e['resourceVersion']) for e in self.events]
+                    raise AssertionError(f'{len(found)} of {count} events: {what}; seen: {seen}\n'
+                                         f'stderr:\n{self.stderr[-3000:]}')
+                self._changed.wait(remaining)
+
+    def matching(self, predicate: Predicate) -> list[Event]:
+        with self._changed:
+            self.check()
+            return [event for event in self.events if predicate(event)]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._reader.join(timeout=5)
+        return code
+
+
+def of(name: str, type_: str | None = None, **fields: Any) -> Predicate:
+    """A predicate: the event is about ``name`` (and of ``type_``, with these top-level fields)."""
+    def predicate(event: Event) -> bool:
+        return (event['name'] == name and (type_ is None or event['type'] == type_)
+                and all(event.get(k) == v for k, v in fields.items()))
+    return predicate

@@ -1,0 +1,170 @@
+"""
+Behaviours 1-5 of the v1 stream, through the real operator process.
+
+Each test runs against the emulated API server, and against a real cluster when
+DEPLOYWATCH_E2E_KUBECONFIG is set (see tests/conftest.py).
+"""
+from typing import Any
+
+import jsonpatch
+
+from deploywatch.objects import REDACTED
+from deploywatch.testing.factory import deployment
+from tests.conftest import StartOperator
+from tests.harness.clusters import Cluster
+from tests.harness.operator import Event, of
+
+
+def paths(event: Event) -> set[str]:
+    return {operation['path'] for operation in event['diff']}
+
+
+def test_existing_deployments_are_printed_once_as_initial_added(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    for name in ('alpha', 'beta', 'gamma'):
+        cluster.create(deployment(name, namespace=namespace))
+
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    added = operator.wait_for_count(lambda e: e['type'] == 'ADDED', 3, what='three initial ADDED')
+
+    assert sorted(e['name'] for e in added) == ['alpha', 'beta', 'gamma']
+    assert all(e['initial'] is True for e in added)
+    # A sentinel created afterwards proves the stream is live; nothing was printed twice meanwhile.
+    cluster.create(deployment('sentinel', namespace=namespace))
+    operator.wait_for(of('sentinel', 'ADDED'), what='sentinel ADDED')
+    assert len(operator.matching(lambda e: e['name'] in ('alpha', 'beta', 'gamma'))) == 3
+
+
+def test_created_deployment_is_added_and_not_initial(cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('existing', namespace=namespace))
+    operator = start_operator(f'--namespace={namespace}')
+    operator.wait_for(of('existing', 'ADDED', initial=True), what='initial ADDED')
+
+    created = cluster.create(deployment('fresh', namespace=namespace, image='nginx:1.27'))
+
+    event = operator.wait_for(of('fresh', 'ADDED'), what='ADDED of the new Deployment')
+    assert event['initial'] is False
+    assert event['uid'] == created['metadata']['uid']
+    assert event['summary']['images'] == ['nginx:1.27']
+    assert 'managedFields' not in event['object']['metadata']
+
+
+def test_spec_label_and_annotation_changes_are_modified_with_old_and_diff(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('web', namespace=namespace, replicas=3))
+    operator = start_operator(f'--namespace={namespace}')
+    operator.wait_for(of('web', 'ADDED'), what='ADDED')
+
+    changes: list[tuple[dict[str, Any], set[str]]] = [
+        ({'spec': {'replicas': 5}}, {'/spec/replicas'}),
+        ({'spec': {'template': {'spec': {'containers': [{'name': 'app', 'image': 'nginx:1.27'}]}}}},
+         {'/spec/template/spec/containers/0/image'}),
+        ({'metadata': {'labels': {'tier': 'frontend'}}}, {'/metadata/labels/tier'}),
+        ({'metadata': {'annotations': {'owner': 'team-a'}}}, {'/metadata/annotations'}),
+    ]
+    for patch, expected_paths in changes:
+        seen = len(operator.events)
+        cluster.patch(namespace, 'web', patch)
+        event = operator.wait_for(of('web', 'MODIFIED'), what=f'MODIFIED for {patch}', after=seen)
+        assert expected_paths <= paths(event), (patch, event['diff'])
+        # The diff is a real RFC 6902 patch from old to object (checked by another implementation).
+        patched = jsonpatch.apply_patch(event['old'], event['diff'])
+        assert patched == _without_version(event['object'], event['old'])
+
+    scale, image = operator.matching(of('web', 'MODIFIED'))[:2]
+    assert scale['old']['spec']['replicas'] == 3 and scale['object']['spec']['replicas'] == 5
+    assert scale['summary']['replicas'] == 5
+    assert image['old']['spec']['template']['spec']['containers'][0]['image'] == 'nginx:1.25'
+    assert image['summary']['images'] == ['nginx:1.27']
+
+
+def _without_version(obj: Event, old: Event) -> Event:
+    """object with old's resourceVersion: the diff deliberately leaves the version out."""
+    return {**obj, 'metadata': {**obj['metadata'], 'resourceVersion': old['metadata']['resourceVersion']}}
+
+
+def test_status_only_change_is_modified(cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('api', namespace=namespace, replicas=2))
+    operator = start_operator(f'--namespace={namespace}')
+    added = operator.wait_for(of('api', 'ADDED'), what='ADDED')
+
+    cluster.finish_rollout(namespace, 'api')
+
+    event = operator.wait_for(
+        lambda e: of('api', 'MODIFIED')(e) and e['summary']['observedGeneration'] == 1,
+        what='MODIFIED with the controller status')
+    changed = paths(event)
+    assert changed and all(p.startswith(('/status', '/metadata/annotations')) for p in changed), changed
+    assert event['summary']['generation'] == added['summary']['generation']  # status does not move it
+    if cluster.emulated:  # a real cluster's pods may or may not become ready
+        assert event['summary']['readyReplicas'] == 2
+
+
+def test_delete_prints_the_last_known_state_without_waiting_for_deploywatch(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('doomed', namespace=namespace, replicas=2))
+    operator = start_operator(f'--namespace={namespace}')
+    operator.wait_for(of('doomed', 'ADDED'), what='ADDED')
+    cluster.patch(namespace, 'doomed', {'spec': {'replicas': 4}})
+    modified = operator.wait_for(of('doomed', 'MODIFIED'), what='MODIFIED')
+
+    assert not cluster.get(namespace, 'doomed')['metadata'].get('finalizers')  # none added by us
+    cluster.delete(namespace, 'doomed')
+
+    deleted = operator.wait_for(of('doomed', 'DELETED'), what='DELETED')
+    assert deleted['object']['spec']['replicas'] == 4
+    assert int(deleted['resourceVersion']) > int(modified['resourceVersion'])
+    assert deleted['uid'] == modified['uid']
+    assert not deleted['object']['metadata'].get('finalizers')
+
+
+def test_foreground_and_finalizer_deletions_are_modified_then_deleted(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    held = deployment('held', namespace=namespace)
+    held['metadata']['finalizers'] = ['example.com/hold']
+    cluster.create(held)
+    cluster.create(deployment('fg', namespace=namespace))
+    operator = start_operator(f'--namespace={namespace}')
+    operator.wait_for_count(lambda e: e['type'] == 'ADDED', 2, what='two ADDED')
+
+    cluster.delete(namespace, 'held')
+    terminating = operator.wait_for(of('held', 'MODIFIED'), what='MODIFIED with deletionTimestamp')
+    assert {'/metadata/deletionTimestamp'} <= paths(terminating)
+    cluster.patch(namespace, 'held', {'metadata': {'finalizers': None}})
+    assert operator.wait_for(of('held', 'DELETED'), what='DELETED after the finalizer went')['object']
+
+    cluster.delete(namespace, 'fg', propagation='Foreground')
+    operator.wait_for(of('fg', 'DELETED'), what='DELETED after foreground deletion')
+    marked = operator.matching(of('fg', 'MODIFIED'))
+    assert marked and 'foregroundDeletion' in marked[0]['object']['metadata']['finalizers']
+
+
+def test_env_values_are_redacted_everywhere_unless_disabled(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('secretive', namespace=namespace))
+    redacting = start_operator(f'--namespace={namespace}')
+    plain = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_REDACT': 'false'})
+    for operator in (redacting, plain):
+        operator.wait_for(of('secretive', 'ADDED'), what='ADDED')
+
+    cluster.patch(namespace, 'secretive', {'spec': {'template': {'spec': {'containers': [
+        {'name': 'app', 'env': [{'name': 'DATABASE_PASSWORD', 'value': 'rotated-s3cr3t'}]}]}}}})
+
+    event = redacting.wait_for(of('secretive', 'MODIFIED'), what='MODIFIED (redacting)')
+    everything = str(redacting.events)
+    assert 's3cr3t' not in everything
+    env = {v['name']: v for v in event['object']['spec']['template']['spec']['containers'][0]['env']}
+    assert env['DATABASE_PASSWORD']['value'] == REDACTED
+    assert env['API_TOKEN'] == {'name': 'API_TOKEN',
+                                'valueFrom': {'secretKeyRef': {'name': 'secretive-api', 'key': 'token'}}}
+
+    event = plain.wait_for(of('secretive', 'MODIFIED'), what='MODIFIED (not redacting)')
+    env = {v['name']: v for v in event['object']['spec']['template']['spec']['containers'][0]['env']}
+    assert env['DATABASE_PASSWORD']['value'] == 'rotated-s3cr3t'
