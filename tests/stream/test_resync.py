@@ -1,0 +1,70 @@
+"""
+Behaviour 6: RESYNC re-announces live Deployments, never deleted ones, and never delays a change.
+
+Intervals here are short so the tests are quick; what is asserted is which lines
+appear and in what order, never how long anything took.
+"""
+from deploywatch.testing.factory import deployment
+from tests.conftest import StartOperator
+from tests.harness.clusters import Cluster
+from tests.harness.operator import of
+
+
+def test_resync_reannounces_live_deployments_and_never_a_deleted_one(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('stays', namespace=namespace))
+    cluster.create(deployment('goes', namespace=namespace))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0.5'})
+
+    operator.wait_for_count(of('stays', 'RESYNC'), 2, what='two rounds of RESYNC')
+    resync = operator.wait_for(of('goes', 'RESYNC'), what='RESYNC of the one about to go')
+    assert resync['object'] == operator.matching(of('goes', 'ADDED'))[0]['object']
+
+    cluster.delete(namespace, 'goes')
+    deleted = operator.wait_for(of('goes', 'DELETED'), what='DELETED')
+    after = operator.events.index(deleted)
+    operator.wait_for_count(of('stays', 'RESYNC'), 2, what='two more rounds after the delete', after=after)
+
+    assert not [e for e in operator.events[after:] if e['name'] == 'goes' and e['type'] != 'DELETED']
+
+
+def test_resync_carries_the_latest_state(cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('scaled', namespace=namespace, replicas=1))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0.5'})
+    operator.wait_for(of('scaled', 'RESYNC'), what='first RESYNC')
+
+    cluster.patch(namespace, 'scaled', {'spec': {'replicas': 7}})
+    modified = operator.wait_for(of('scaled', 'MODIFIED'), what='MODIFIED')
+    resync = operator.wait_for(of('scaled', 'RESYNC'), what='RESYNC after the change',
+                               after=operator.events.index(modified))
+    assert resync['summary']['replicas'] == 7
+    assert resync['resourceVersion'] == modified['resourceVersion']
+
+
+def test_resync_zero_never_resyncs(cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('quiet', namespace=namespace))
+    silent = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    control = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0.2'})
+
+    # While the control prints five rounds, the one with resync off prints none.
+    silent.wait_for(of('quiet', 'ADDED'), what='ADDED')
+    control.wait_for_count(of('quiet', 'RESYNC'), 5, what='five RESYNC rounds of the control')
+    assert silent.matching(lambda e: e['type'] == 'RESYNC') == []
+
+
+def test_a_change_during_a_long_interval_is_printed_without_waiting_for_it(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('busy', namespace=namespace))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '3600'})
+    operator.wait_for(of('busy', 'ADDED'), what='ADDED')
+
+    cluster.patch(namespace, 'busy', {'spec': {'replicas': 2}})
+
+    # The bound is the harness's usual one, far below the hour-long interval: the change did not
+    # wait for a resync tick, and no RESYNC was printed before it.
+    operator.wait_for(of('busy', 'MODIFIED'), what='MODIFIED long before any resync')
+    assert operator.matching(lambda e: e['type'] == 'RESYNC') == []
