@@ -26,9 +26,14 @@ class EventType(enum.StrEnum):
 
 
 def timestamp(moment: datetime.datetime) -> str:
-    """RFC 3339 in UTC with milliseconds, the precision jq's ``fromdate`` users expect."""
-    utc = moment.astimezone(datetime.UTC)
-    return utc.strftime('%Y-%m-%dT%H:%M:%S.') + f'{utc.microsecond // 1000:03d}Z'
+    """
+    RFC 3339 in UTC with milliseconds, the precision jq's ``fromdate`` users expect.
+
+    ``isoformat`` rather than ``strftime('%Y')``, which glibc does not pad to
+    four digits (year 999 would print as ``999-...``, not RFC 3339).
+    """
+    utc = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec='milliseconds') + 'Z'
 
 
 def build(
@@ -46,10 +51,10 @@ def build(
         'apiVersion': SCHEMA_VERSION,
         'type': type.value,
         'time': timestamp(observed),
-        'namespace': metadata.get('namespace'),
-        'name': metadata.get('name'),
-        'uid': metadata.get('uid'),
-        'resourceVersion': metadata.get('resourceVersion'),
+        'namespace': _text(metadata.get('namespace')),
+        'name': _text(metadata.get('name')),
+        'uid': _text(metadata.get('uid')),
+        'resourceVersion': _text(metadata.get('resourceVersion')),
     }
     if type is EventType.ADDED:
         event['initial'] = bool(initial)
@@ -60,3 +65,14 @@ def build(
     if type is EventType.MODIFIED:
         event['old'] = old
     return event
+
+
+def _text(value: Any) -> str | None:
+    """
+    An identity field as the schema types it: a string, or null.
+
+    The API server always sends strings here, but the object is user input to
+    this module (see ``objects``): a number or a map in ``metadata.name`` must
+    not make the line break its schema. ``object`` still carries the value as sent.
+    """
+    return value if isinstance(value, str) else None

@@ -1,0 +1,163 @@
+"""resync.resync_forever: RESYNC for live objects only, in batches, until cancelled."""
+import asyncio
+import datetime
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from deploywatch.output import LineWriter
+from deploywatch.resync import BATCH, resync_forever
+from deploywatch.tracker import Tracker
+
+INTERVAL = 0.001
+NOW = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
+
+
+class Lines(io.BytesIO):
+    """What the writer printed, as events; calls ``on_line`` with the count after each line."""
+
+    def __init__(self, on_line: Callable[[int], None] = lambda count: None) -> None:
+        super().__init__()
+        self.on_line = on_line
+        self.count = 0
+
+    def write(self, data: Any, /) -> int:
+        written = super().write(data)
+        self.count += 1
+        self.on_line(self.count)
+        return written
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.getvalue().splitlines()]
+
+
+def deployment(index: int, *, rv: str = '1') -> dict[str, Any]:
+    return {'metadata': {'name': f'd{index}', 'namespace': 'default', 'uid': f'u{index}',
+                         'resourceVersion': rv}, 'spec': {'replicas': 1}}
+
+
+def tracker_with(count: int) -> Tracker:
+    tracker = Tracker(redact=True, clock=lambda: NOW)
+    for index in range(count):
+        tracker.observe(None, deployment(index))
+    return tracker
+
+
+async def run_until(lines: Lines, tracker: Tracker, done: asyncio.Event) -> None:
+    task = asyncio.create_task(resync_forever(tracker=tracker, writer=LineWriter(lines), interval=INTERVAL))
+    try:
+        await asyncio.wait_for(done.wait(), timeout=5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_resync_prints_every_live_object_as_resync() -> None:
+    tracker = tracker_with(3)
+    tracker.observe('MODIFIED', deployment(1, rv='2'))
+
+    async def scenario() -> Lines:
+        done = asyncio.Event()
+        lines = Lines(lambda count: done.set() if count >= 6 else None)
+        await run_until(lines, tracker, done)
+        return lines
+
+    events = asyncio.run(scenario()).events()
+    assert {event['type'] for event in events} == {'RESYNC'}
+    assert [event['uid'] for event in events[:6]] == ['u0', 'u1', 'u2'] * 2  # two rounds, in order
+    assert events[1]['resourceVersion'] == '2'  # the latest state printed
+
+
+def test_resync_of_an_empty_tracker_prints_nothing() -> None:
+    async def scenario() -> Lines:
+        lines = Lines()
+        task = asyncio.create_task(resync_forever(tracker=Tracker(redact=True), writer=LineWriter(lines),
+                                                  interval=INTERVAL))
+        await asyncio.sleep(INTERVAL * 20)
+        assert not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return lines
+
+    assert asyncio.run(scenario()).getvalue() == b''
+
+
+def test_an_object_deleted_while_the_loop_yields_is_skipped() -> None:
+    """Delete a late object from another task during the yield after the first batch."""
+    total = BATCH + 100
+    victim = BATCH + 50
+    tracker = tracker_with(total)
+    printed_at_deletion: list[int] = []
+
+    async def scenario() -> Lines:
+        first_batch_done = asyncio.Event()
+        round_done = asyncio.Event()
+
+        def on_line(count: int) -> None:
+            if count == BATCH:
+                first_batch_done.set()
+            if count == total - 1:
+                round_done.set()
+
+        lines = Lines(on_line)
+
+        async def delete_the_victim() -> None:
+            await first_batch_done.wait()
+            printed_at_deletion.append(lines.count)
+            tracker.observe('DELETED', deployment(victim))
+
+        deleter = asyncio.create_task(delete_the_victim())
+        await run_until(lines, tracker, round_done)
+        await deleter
+        return lines
+
+    events = asyncio.run(scenario()).events()
+    assert printed_at_deletion == [BATCH]  # deleted mid-round, while the loop yielded
+    first_round = events[:total - 1]
+    expected = [f'u{index}' for index in range(total) if index != victim]
+    assert [event['uid'] for event in first_round] == expected
+    assert all(event['type'] == 'RESYNC' for event in events)
+    assert f'u{victim}' not in {event['uid'] for event in events}
+    assert tracker.resync(f'u{victim}') is None
+
+
+def test_no_resync_ever_follows_a_deleted() -> None:
+    tracker = tracker_with(5)
+
+    async def scenario() -> Lines:
+        done = asyncio.Event()
+        lines = Lines(lambda count: done.set() if count >= 12 else None)
+
+        async def delete_some() -> None:
+            await asyncio.sleep(0)
+            tracker.observe('DELETED', deployment(0))
+            tracker.observe('DELETED', deployment(3))
+
+        await asyncio.gather(run_until(lines, tracker, done), delete_some())
+        return lines
+
+    events = asyncio.run(scenario()).events()
+    assert len(events) >= 12
+    assert {event['uid'] for event in events} == {'u1', 'u2', 'u4'}
+
+
+def test_cancelling_the_task_stops_it() -> None:
+    tracker = tracker_with(2)
+
+    async def scenario() -> tuple[int, int, bool]:
+        done = asyncio.Event()
+        lines = Lines(lambda count: done.set() if count >= 4 else None)
+        task = asyncio.create_task(
+            resync_forever(tracker=tracker, writer=LineWriter(lines), interval=INTERVAL))
+        await asyncio.wait_for(done.wait(), timeout=5)
+        task.cancel()
+        results = await asyncio.gather(task, return_exceptions=True)
+        after_cancel = lines.count
+        await asyncio.sleep(INTERVAL * 50)
+        return after_cancel, lines.count, task.cancelled() and isinstance(results[0], asyncio.CancelledError)
+
+    after_cancel, later, cancelled = asyncio.run(scenario())
+    assert cancelled
+    assert after_cancel >= 4
+    assert later == after_cancel  # nothing printed once cancelled

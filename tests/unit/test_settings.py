@@ -1,0 +1,100 @@
+"""settings.Settings: DEPLOYWATCH_* variables, validated before anything connects."""
+import dataclasses
+
+import pytest
+
+from deploywatch.settings import Settings, SettingsError, load_or_exit
+
+RESYNC = 'DEPLOYWATCH_RESYNC_SECONDS'
+REDACT = 'DEPLOYWATCH_REDACT'
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings.resync_seconds == 600.0
+    assert settings.redact is True
+    assert settings == Settings()
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({'HOME': '/root', 'KOPF_RUN_NAMESPACE': 'x'}) == Settings()
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Settings().redact = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(('text', 'seconds'), [
+    ('0', 0.0), ('2.5', 2.5), ('600', 600.0), (' 30 ', 30.0), ('1e3', 1000.0), ('0.001', 0.001),
+])
+def test_valid_resync_seconds(text: str, seconds: float) -> None:
+    assert Settings.from_env({RESYNC: text}).resync_seconds == seconds
+
+
+@pytest.mark.parametrize('text', ['-1', '-0.5', 'abc', '1e999', '-1e999', 'nan', 'NaN', 'inf', '-inf',
+                                  'infinity', '', '   ', '10s', '1,5'])
+def test_invalid_resync_seconds_name_the_variable_and_what_it_accepts(text: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({RESYNC: text})
+    message = str(raised.value)
+    assert RESYNC in message
+    assert repr(text) in message
+    assert 'a finite number of seconds >= 0 (0 turns resync off)' in message
+    assert isinstance(raised.value, ValueError)
+
+
+@pytest.mark.parametrize('text', ['true', 'TRUE', 'True', '1', 'yes', 'YES', 'on', 'On', ' true '])
+def test_true_booleans(text: str) -> None:
+    assert Settings.from_env({REDACT: text}).redact is True
+
+
+@pytest.mark.parametrize('text', ['false', 'FALSE', 'False', '0', 'no', 'No', 'off', 'OFF', ' off\n'])
+def test_false_booleans(text: str) -> None:
+    assert Settings.from_env({REDACT: text}).redact is False
+
+
+@pytest.mark.parametrize('text', ['', 'maybe', '2', 'y', 'n', 'enabled', 't', 'nope'])
+def test_invalid_booleans_name_the_variable_and_what_it_accepts(text: str) -> None:
+    with pytest.raises(SettingsError, match=REDACT) as raised:
+        Settings.from_env({REDACT: text})
+    assert 'true or false' in str(raised.value)
+
+
+def test_both_variables_together() -> None:
+    assert Settings.from_env({RESYNC: '0', REDACT: 'no'}) == Settings(resync_seconds=0.0, redact=False)
+
+
+def test_unknown_variables_lists_only_prefixed_typos_sorted() -> None:
+    environ = {
+        RESYNC: '1', REDACT: 'true',
+        'DEPLOYWATCH_RESYNC_SECOND': '1', 'DEPLOYWATCH_REDACTED': 'x', 'DEPLOYWATCH_': '',
+        'deploywatch_redact': 'x', 'HOME': '/root', 'KOPF_X': '1', 'MY_DEPLOYWATCH_REDACT': 'x',
+    }
+    assert Settings.unknown_variables(environ) == ['DEPLOYWATCH_', 'DEPLOYWATCH_REDACTED',
+                                                   'DEPLOYWATCH_RESYNC_SECOND']
+    assert Settings.unknown_variables({RESYNC: '1', REDACT: 'true'}) == []
+    assert Settings.unknown_variables({}) == []
+
+
+def test_load_or_exit_returns_the_settings_when_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_or_exit({RESYNC: '5'}) == Settings(resync_seconds=5.0)
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ('', '')
+
+
+@pytest.mark.parametrize(('name', 'value'), [
+    (RESYNC, 'abc'), (RESYNC, '-1'), (REDACT, 'maybe'), (REDACT, 'two\nlines'), (RESYNC, '\udcff'),
+])
+def test_load_or_exit_prints_one_line_on_stderr_and_exits_2(
+        capsys: pytest.CaptureFixture[str], name: str, value: str) -> None:
+    with pytest.raises(SystemExit) as raised:
+        load_or_exit({name: value})
+    assert raised.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    assert captured.err.endswith('\n')
+    assert captured.err.count('\n') == 1
+    assert captured.err.startswith(f'deploywatch: {name}=')
+    assert 'expected' in captured.err
+    assert 'Traceback' not in captured.err

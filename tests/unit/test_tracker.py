@@ -1,0 +1,240 @@
+"""tracker.Tracker: the memory that turns raw watch events into the stream's guarantees."""
+import copy
+import datetime
+import json
+from importlib import resources
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from deploywatch.tracker import Tracker, identity
+
+NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
+
+
+def validator() -> Any:
+    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
+    return Draft202012Validator(json.loads(text))
+
+
+VALIDATOR = validator()
+
+
+def deployment(name: str = 'web', *, uid: str | None = 'u-web', rv: str = '1', replicas: int = 1,
+               password: str = 's3cr3t') -> dict[str, Any]:
+    metadata: dict[str, Any] = {'name': name, 'namespace': 'default', 'resourceVersion': rv,
+                                'managedFields': [{'manager': 'kubectl'}]}
+    if uid is not None:
+        metadata['uid'] = uid
+    return {
+        'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': metadata,
+        'spec': {'replicas': replicas, 'template': {'spec': {'containers': [
+            {'name': 'app', 'image': 'nginx', 'env': [{'name': 'PASSWORD', 'value': password}]}]}}},
+    }
+
+
+@pytest.fixture
+def tracker() -> Tracker:
+    return Tracker(redact=True, clock=lambda: NOW)
+
+
+def observe(tracker: Tracker, watch_type: str | None, raw: dict[str, Any]) -> dict[str, Any]:
+    """An event that must be printed, validated against the schema."""
+    event = tracker.observe(watch_type, raw)
+    assert event is not None
+    VALIDATOR.validate(event)
+    return event
+
+
+def test_listed_unknown_object_is_an_initial_added(tracker: Tracker) -> None:
+    event = observe(tracker, None, deployment())
+    assert (event['type'], event['initial']) == ('ADDED', True)
+    assert event['time'] == '2024-05-01T12:00:00.250Z'
+    assert (event['name'], event['uid'], event['resourceVersion']) == ('web', 'u-web', '1')
+    assert len(tracker) == 1
+
+
+def test_watched_unknown_object_is_a_non_initial_added(tracker: Tracker) -> None:
+    event = observe(tracker, 'ADDED', deployment())
+    assert (event['type'], event['initial']) == ('ADDED', False)
+
+
+def test_a_watched_modified_of_an_unknown_object_is_an_added(tracker: Tracker) -> None:
+    event = observe(tracker, 'MODIFIED', deployment())
+    assert (event['type'], event['initial']) == ('ADDED', False)
+
+
+@pytest.mark.parametrize('again', [None, 'ADDED', 'MODIFIED'])
+def test_the_same_resource_version_again_prints_nothing(tracker: Tracker, again: str | None) -> None:
+    observe(tracker, None, deployment(rv='5'))
+    assert tracker.observe(again, deployment(rv='5')) is None
+    assert len(tracker) == 1
+
+
+def test_a_relist_with_a_changed_resource_version_is_a_modified(tracker: Tracker) -> None:
+    first = observe(tracker, None, deployment(rv='1', replicas=1))
+    event = observe(tracker, None, deployment(rv='9', replicas=4))
+    assert event['type'] == 'MODIFIED'
+    assert event['old'] == first['object']
+    assert event['diff'] == [{'op': 'replace', 'path': '/spec/replicas', 'value': 4}]
+
+
+def test_modified_carries_the_previous_printed_state_and_the_diff(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1', replicas=1))
+    second = observe(tracker, 'MODIFIED', deployment(rv='2', replicas=2))
+    third = observe(tracker, 'MODIFIED', deployment(rv='3', replicas=3))
+    assert third['type'] == 'MODIFIED'
+    assert third['old'] == second['object']
+    assert third['old']['metadata']['resourceVersion'] == '2'
+    assert third['diff'] == [{'op': 'replace', 'path': '/spec/replicas', 'value': 3}]
+    assert 'initial' not in third
+
+
+def test_a_modified_that_changes_only_the_resource_version_has_an_empty_diff(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1'))
+    event = observe(tracker, 'MODIFIED', deployment(rv='2'))
+    assert (event['type'], event['diff']) == ('MODIFIED', [])
+
+
+def test_deleted_carries_the_final_object_and_forgets_the_key(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1'))
+    event = observe(tracker, 'DELETED', deployment(rv='2', replicas=0))
+    assert event['type'] == 'DELETED'
+    assert event['resourceVersion'] == '2'
+    assert event['object']['spec']['replicas'] == 0
+    assert not {'initial', 'old', 'diff'} & event.keys()
+    assert len(tracker) == 0
+    assert tracker.uids() == []
+    assert tracker.resync('u-web') is None
+
+
+def test_deleted_of_an_unknown_object_is_still_printed(tracker: Tracker) -> None:
+    event = observe(tracker, 'DELETED', deployment())
+    assert event['type'] == 'DELETED'
+    assert len(tracker) == 0
+
+
+def test_an_object_after_its_deleted_is_a_new_added(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1'))
+    observe(tracker, 'DELETED', deployment(rv='2'))
+    event = observe(tracker, 'ADDED', deployment(rv='3'))
+    assert (event['type'], event['initial']) == ('ADDED', False)
+
+
+def test_a_recreated_object_with_a_new_uid_is_an_added(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(uid='u-1', rv='1'))
+    event = observe(tracker, 'ADDED', deployment(uid='u-2', rv='8'))
+    assert (event['type'], event['initial'], event['uid']) == ('ADDED', False, 'u-2')
+    assert sorted(tracker.uids()) == ['u-1', 'u-2']  # the first one's DELETED has not arrived yet
+    deleted = observe(tracker, 'DELETED', deployment(uid='u-1', rv='9'))
+    assert deleted['uid'] == 'u-1'
+    assert tracker.uids() == ['u-2']
+
+
+def test_redaction_applies_to_object_old_and_diff(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1', password='first-secret'))
+    event = observe(tracker, 'MODIFIED', deployment(rv='2', password='second-secret', replicas=2))
+    line = json.dumps(event)
+    assert 'first-secret' not in line
+    assert 'second-secret' not in line
+    for state in (event['object'], event['old']):
+        assert state['spec']['template']['spec']['containers'][0]['env'][0]['value'] == '<redacted>'
+        assert 'managedFields' not in state['metadata']
+    assert event['diff'] == [{'op': 'replace', 'path': '/spec/replicas', 'value': 2}]
+
+
+def test_without_redaction_values_are_kept_and_diffed() -> None:
+    tracker = Tracker(redact=False, clock=lambda: NOW)
+    observe(tracker, None, deployment(rv='1', password='a'))
+    event = observe(tracker, 'MODIFIED', deployment(rv='2', password='b'))
+    assert event['old']['spec']['template']['spec']['containers'][0]['env'][0]['value'] == 'a'
+    assert event['diff'] == [
+        {'op': 'replace', 'path': '/spec/template/spec/containers/0/env/0/value', 'value': 'b'},
+    ]
+
+
+def test_the_raw_object_is_never_mutated(tracker: Tracker) -> None:
+    raw = deployment()
+    before = copy.deepcopy(raw)
+    observe(tracker, None, raw)
+    observe(tracker, 'DELETED', raw)
+    assert raw == before
+
+
+def test_objects_without_uid_are_keyed_by_namespace_and_name(tracker: Tracker) -> None:
+    assert identity(deployment(uid=None)) == 'default/web'
+    assert identity(deployment(uid='')) == 'default/web'
+    assert identity(deployment(uid='u-9')) == 'u-9'
+    assert identity({}) == 'None/None'
+    observe(tracker, None, deployment(uid=None, rv='1'))
+    assert tracker.uids() == ['default/web']
+    assert observe(tracker, 'MODIFIED', deployment(uid=None, rv='2'))['type'] == 'MODIFIED'
+    assert tracker.resync('default/web') is not None
+    observe(tracker, 'DELETED', deployment(uid=None, rv='3'))
+    assert tracker.resync('default/web') is None
+
+
+def test_resync_builds_from_the_latest_printed_state(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1', replicas=1))
+    observe(tracker, 'MODIFIED', deployment(rv='2', replicas=5))
+    event = tracker.resync('u-web')
+    assert event is not None
+    VALIDATOR.validate(event)
+    assert (event['type'], event['resourceVersion'], event['summary']['replicas']) == ('RESYNC', '2', 5)
+    assert event['time'] == '2024-05-01T12:00:00.250Z'
+    assert tracker.resync('no-such-key') is None
+
+
+def test_the_clock_is_read_for_every_event() -> None:
+    moments = iter([NOW + datetime.timedelta(seconds=index) for index in range(3)])
+    tracker = Tracker(redact=True, clock=lambda: next(moments))
+    times = [observe(tracker, None, deployment(rv='1'))['time'],
+             observe(tracker, 'MODIFIED', deployment(rv='2'))['time']]
+    resync = tracker.resync('u-web')
+    assert resync is not None
+    assert [*times, resync['time']] == [
+        '2024-05-01T12:00:00.250Z', '2024-05-01T12:00:01.250Z', '2024-05-01T12:00:02.250Z']
+
+
+def test_uids_is_a_snapshot_safe_while_mutating(tracker: Tracker) -> None:
+    for index in range(5):
+        observe(tracker, None, deployment(f'd{index}', uid=f'u{index}'))
+    snapshot = tracker.uids()
+    seen = []
+    for key in snapshot:  # would raise "dictionary changed size during iteration" on a live view
+        seen.append(key)
+        observe(tracker, 'DELETED', deployment(f'd{key[1:]}', uid=key))
+        observe(tracker, 'ADDED', deployment(f'new-{key}', uid=f'new-{key}'))
+    assert seen == ['u0', 'u1', 'u2', 'u3', 'u4']
+    assert snapshot == ['u0', 'u1', 'u2', 'u3', 'u4']
+    assert tracker.uids() == [f'new-u{index}' for index in range(5)]
+
+
+def test_a_printed_state_is_not_shared_with_the_next_raw_object(tracker: Tracker) -> None:
+    raw = deployment(rv='1')
+    first = observe(tracker, None, raw)
+    raw['spec']['replicas'] = 9  # a caller reusing its dict must not change what was printed
+    raw['metadata']['resourceVersion'] = '2'
+    assert first['object']['spec']['replicas'] == 1
+    event = observe(tracker, 'MODIFIED', raw)
+    assert event['old']['spec']['replicas'] == 1
+    assert event['diff'] == [{'op': 'replace', 'path': '/spec/replicas', 'value': 9}]
+
+
+@pytest.mark.parametrize('raw', [
+    {},
+    {'metadata': None},
+    {'metadata': 'web', 'spec': None},
+    {'metadata': {'name': 42, 'uid': ['u'], 'resourceVersion': 7}},
+    {'metadata': {'name': 'web', 'namespace': 'default'}, 'status': None},
+], ids=['empty', 'metadata null', 'metadata a string', 'odd identity types', 'no uid no rv'])
+def test_hostile_objects_go_through_every_kind_of_event(tracker: Tracker, raw: dict[str, Any]) -> None:
+    added = observe(tracker, None, raw)
+    assert (added['type'], added['initial']) == ('ADDED', True)
+    assert tracker.observe('MODIFIED', raw) is None  # the same (absent) resourceVersion: nothing new
+    resync = tracker.resync(identity(raw))
+    assert resync is not None
+    VALIDATOR.validate(resync)
+    assert observe(tracker, 'DELETED', raw)['type'] == 'DELETED'
+    assert len(tracker) == 0
