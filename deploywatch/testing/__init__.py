@@ -4,8 +4,9 @@ An emulated kube-apiserver for deploywatch's tests, demo and benchmark.
 There is no cluster and no container engine where deploywatch is developed and
 tested, so the real operator process is run against this server on 127.0.0.1.
 It is kept small, but where it answers, it answers as kube-apiserver v1.24
-does: the recordings in ``shared/apiserver-recordings`` are replayed against
-it by ``tests/emulator``. What it does not emulate is refused loudly (404, 405,
+does: the recordings of a real server (``shared/apiserver-recordings``, kept
+as fixtures in ``tests/emulator/recordings``) are replayed against it by
+``tests/emulator``. What it does not emulate is refused loudly (404, 405,
 415), never approximated silently.
 """
 from deploywatch.testing.access import Rule, User

@@ -5,7 +5,7 @@ A "strategy" is what kube-apiserver's registry does to an object on the way in
 (``pkg/registry/apps/deployment/strategy.go`` for Deployments): defaulting,
 resetting fields the caller may not set, and when ``metadata.generation``
 moves. The Deployment rules here follow that file and the recordings in
-``shared/apiserver-recordings``:
+``tests/emulator/recordings``:
 
 * create: ``status`` is dropped, ``generation`` is 1, defaults are filled in;
 * update: ``status`` is kept from the stored object; ``generation`` moves when

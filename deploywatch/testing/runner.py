@@ -7,6 +7,11 @@ script) stays plain synchronous Python while the operator under test is a
 separate process talking HTTP to it. Everything that touches the store from
 outside goes through :meth:`ServerThread.call`, which runs it on the server's
 loop: the store is never touched from two threads.
+
+It also runs the emulated garbage collector (``controller.GarbageCollector``),
+which finishes foreground deletions on its own, a moment later, as the real one
+does. A test that plays the garbage collector itself, to control exactly when
+the ``foregroundDeletion`` finalizer goes, passes ``garbage_collector=False``.
 """
 import asyncio
 import concurrent.futures
@@ -26,8 +31,10 @@ T = TypeVar('T')
 
 
 class ServerThread:
-    def __init__(self, server: ApiServer | None = None, *, host: str = '127.0.0.1', port: int = 0) -> None:
+    def __init__(self, server: ApiServer | None = None, *, host: str = '127.0.0.1', port: int = 0,
+                 garbage_collector: bool = True) -> None:
         self.server = server if server is not None else ApiServer()
+        self._garbage_collector = garbage_collector
         self._host = host
         self._port = port
         self._loop = asyncio.new_event_loop()
@@ -52,7 +59,8 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 
     async def _start(self) -> None:
-        self._collector = GarbageCollector(self.server.store)
+        if self._garbage_collector:
+            self._collector = GarbageCollector(self.server.store)
         for name in ('default', 'kube-system', 'kube-public'):
             self.server.store.create(kinds.NAMESPACES, '', factory.namespace(name), manager='kube-apiserver')
         self._runner = web.AppRunner(self.server.app(), handle_signals=False, access_log=None,

@@ -16,12 +16,16 @@ event with a 410 ``Status`` and ends the stream when that version is too old
 every ``bookmark_interval`` seconds; it ends after ``timeoutSeconds`` or, when
 none is asked for, after a random time between one and two
 ``min_request_timeout`` (the apiserver's ``--min-request-timeout`` behaviour).
+
+Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
+ones do.
 """
 import asyncio
 import json
 import pathlib
 import random
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +72,7 @@ class ApiServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route('*', '/{tail:.*}', self._handle)
         app.on_shutdown.append(self._close_watches)
+        app.on_response_prepare.append(_audit_id)
         return app
 
     async def _close_watches(self, _: web.Application) -> None:
@@ -239,6 +244,10 @@ class ApiServer:
             event = _event(change, resource, namespace, selector)
             if event is not None:
                 await response.write(_line(event))
+
+
+async def _audit_id(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers['Audit-Id'] = str(uuid.uuid4())
 
 
 def _line(event: Obj) -> bytes:

@@ -8,13 +8,27 @@ depend on:
   write that changes nothing is not a write (no new version, no event);
 * a history of changes from which watches resume, and from which a paginated
   LIST is served as a consistent snapshot; a resourceVersion older than the
-  history answers ``410 Expired`` (``compact()`` drops the history on purpose);
+  history answers ``410 Expired`` (``compact()`` drops the history on purpose).
+  etcd and the apiserver's watch cache forget at different times: with
+  ``compact(keep_watch_cache=True)``, exact LISTs and continue tokens of older
+  versions are 410 while watches from them are still served
+  (``list-too-old-410.json`` and ``watch-compacted-but-cached.json``, both at
+  the same version);
+* LIST pages as etcd3 cuts them: ordered by storage key, a continue token that
+  is base64url (unpadded) compact JSON ``{"v","rv","start"}`` with the key
+  relative to the list's prefix (``list-page1.json``), and
+  ``remainingItemCount`` only when no selector filters the list;
 * deletion as kube-apiserver does it: an object without finalizers disappears
   at once with one DELETED event; one with finalizers (or a foreground delete,
   which adds ``foregroundDeletion``) only gets ``deletionTimestamp`` and a new
   generation (MODIFIED), and disappears when the last finalizer is removed.
   The DELETED event then carries the object as it was stored before that last
-  update, with the deletion's resourceVersion (as ``watch-stream.json`` shows).
+  update, with the deletion's resourceVersion (as ``watch-stream.json`` shows),
+  while the update itself answers the object as updated, at the version it
+  was updated from (``patch-remove-finalizer.json``);
+* a ``metadata.resourceVersion`` in a PUT body or in a patch is a precondition
+  (409 Conflict when it is not the stored one), as the garbage collector's
+  finalizer-removing merge patches rely on.
 
 All methods are synchronous and run on the server's event loop, so a watch can
 take its backlog and subscribe to new changes atomically.
@@ -61,6 +75,7 @@ class Store:
         self._history: collections.deque[Change] = collections.deque()
         self._history_limit = history_limit
         self._oldest = first_resource_version  # a watch may resume from here or later
+        self._compacted = first_resource_version  # etcd: an exact LIST may read from here or later
         self.resource_version = first_resource_version
         self._subscribers: list[Subscriber] = []
 
@@ -87,26 +102,27 @@ class Store:
         start = ''
         if continue_token:
             at, start = _decode_continue(continue_token)
-            if at < self._oldest:
+            if at < self._readable:
                 raise ApiError.expired_continue()
         elif resource_version and match == 'Exact':
             at = _parse_version(resource_version)
-            if at < self._oldest:
+            if at < self._readable:
                 raise ApiError.expired_list()
         else:
             at = self.resource_version  # "", "0" and NotOlderThan all get the latest state
         snapshot = self._snapshot(resource, at)
-        keys = [key for key in sorted(snapshot)
-                if (namespace is None or key[0] == namespace)
-                and _key_string(key) > start
-                and selector.matches(snapshot[key])]
+        # Ordered and cut as etcd keys are: by the key after the list's prefix, from the token's start.
+        keys = sorted((_relative_key(key, namespace), key) for key in snapshot
+                      if (namespace is None or key[0] == namespace) and selector.matches(snapshot[key]))
+        keys = [(relative, key) for relative, key in keys if relative >= start]
         page = keys[:limit] if limit else keys
         metadata: Obj = {'resourceVersion': str(at)}
         if limit and len(keys) > limit:
-            metadata['continue'] = _encode_continue(at, _key_string(page[-1]))
-            metadata['remainingItemCount'] = len(keys) - limit
+            metadata['continue'] = _encode_continue(at, page[-1][0] + '\x00')  # just after the last key
+            if not selector.requirements:  # etcd counts keys, not matches: no count when filtering
+                metadata['remainingItemCount'] = len(keys) - limit
         items = []
-        for key in page:
+        for _, key in page:
             item = copy.deepcopy(snapshot[key])
             item.pop('kind', None)
             item.pop('apiVersion', None)
@@ -128,10 +144,22 @@ class Store:
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
 
-    def compact(self) -> None:
-        """Forget the history, as etcd compaction plus a watch-cache eviction would."""
-        self._history.clear()
-        self._oldest = self.resource_version
+    def compact(self, *, keep_watch_cache: bool = False) -> None:
+        """Compact etcd at the current version and, unless told otherwise, empty the watch cache.
+
+        Exact LISTs and continue tokens of older versions answer 410 from now on
+        (``list-too-old-410.json``); so do watches from them, unless the watch cache
+        is kept, which still serves them (``watch-compacted-but-cached.json``).
+        """
+        self._compacted = self.resource_version
+        if not keep_watch_cache:
+            self._history.clear()
+            self._oldest = self.resource_version
+
+    @property
+    def _readable(self) -> int:
+        """The oldest version a LIST can be served at: etcd's compaction, and the history's reach."""
+        return max(self._compacted, self._oldest)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -200,7 +228,8 @@ class Store:
         patched = patching.apply(current, patch, content_type)
         if not isinstance(patched, dict):
             raise ApiError.unprocessable('the patched object is not an object')
-        patched.setdefault('metadata', {})['resourceVersion'] = None  # patches do not conflict
+        # A patch that leaves metadata.resourceVersion alone keeps the current one and cannot
+        # conflict; one that sets it (as the garbage collector's do) makes it a precondition.
         return self.update(resource, namespace, name, patched, manager=manager, subresource=subresource)
 
     def delete(self, resource: ResourceType, namespace: str, name: str,
@@ -242,7 +271,11 @@ class Store:
     def _write(self, resource: ResourceType, key: Key, new: Obj, previous: Obj | None) -> Obj:
         metadata = new['metadata']
         if previous is not None and 'deletionTimestamp' in metadata and not metadata.get('finalizers'):
-            return self._remove(resource, key)  # the last finalizer went away
+            # The last finalizer went away: the stored object is deleted (DELETED carries it), and
+            # the update answers the object it was asked to write, as the registry's
+            # deleteWithoutFinalizers does ("clients are expecting an updated object").
+            self._remove(resource, key)
+            return copy.deepcopy(new)
         self.resource_version += 1
         metadata['resourceVersion'] = str(self.resource_version)
         self._objects[resource][key] = new
@@ -301,8 +334,9 @@ def _field_set(value: Any) -> Obj:
                            'generation', 'name', 'namespace')}
 
 
-def _key_string(key: Key) -> str:
-    return f'{key[0]}/{key[1]}'
+def _relative_key(key: Key, namespace: str | None) -> str:
+    """The storage key after a LIST's prefix: ``name`` within a namespace or for cluster-scoped kinds."""
+    return f'{key[0]}/{key[1]}' if key[0] and namespace is None else key[1]
 
 
 def _parse_version(text: str) -> int:
@@ -313,13 +347,16 @@ def _parse_version(text: str) -> int:
 
 
 def _encode_continue(at: int, start: str) -> str:
-    token = json.dumps({'v': 'meta.k8s.io/v1', 'rv': at, 'start': start + '\x00'})
-    return base64.urlsafe_b64encode(token.encode()).decode()
+    """As etcd3's ``encodeContinue``: base64url without padding of compact JSON."""
+    token = json.dumps({'v': 'meta.k8s.io/v1', 'rv': at, 'start': start}, separators=(',', ':'))
+    return base64.urlsafe_b64encode(token.encode()).decode().rstrip('=')
 
 
 def _decode_continue(token: str) -> tuple[int, str]:
     try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data['rv']), str(data['start']).rstrip('\x00')
-    except (ValueError, KeyError, TypeError):
+        data = json.loads(base64.urlsafe_b64decode((token + '=' * (-len(token) % 4)).encode()))
+        if data.get('v') != 'meta.k8s.io/v1':
+            raise ValueError(data.get('v'))
+        return int(data['rv']), str(data['start'])
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise ApiError.bad_request('continue key is not valid') from None
