@@ -2,7 +2,8 @@
 The event line, schema ``deploywatch/v1`` (``deploywatch/schema/event-v1.json``).
 
 One function builds every line so that field names, their order and the
-presence rules (``initial`` only on ADDED, ``old``/``diff`` only on MODIFIED)
+presence rules (``initial`` only on ADDED, ``old``/``diff`` only on MODIFIED,
+``inferred`` only on MODIFIED/DELETED and only when true)
 live in one place. Small fields come first and the large ``object``/``old``
 last, so that a person scanning a terminal sees the identity before the bulk.
 """
@@ -43,6 +44,7 @@ def build(
         observed: datetime.datetime,
         initial: bool | None = None,
         old: Mapping[str, Any] | None = None,
+        inferred: bool = False,
 ) -> Event:
     """One line's content. ``obj`` and ``old`` must already be cleaned (see ``objects.clean``)."""
     metadata = obj.get('metadata')
@@ -58,6 +60,8 @@ def build(
     }
     if type is EventType.ADDED:
         event['initial'] = bool(initial)
+    if inferred and type in (EventType.MODIFIED, EventType.DELETED):
+        event['inferred'] = True
     event['summary'] = objects.summarize(obj)
     if type is EventType.MODIFIED:
         event['diff'] = diffing.diff(old, obj)

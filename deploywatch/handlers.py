@@ -39,6 +39,9 @@ Settings that keep it read-only and quiet
   handler outcomes; deploywatch creates no Events.
 * Peering is off (``standalone``) unless ``--peering NAME`` is given: peering
   PATCHes a KopfPeering object, a write that a single watcher does not need.
+* Each API request gets a short retry budget (``REQUEST_BACKOFFS``): a missing
+  permission is reported within seconds, and outages are retried by
+  ``deploywatch.watching`` instead, with a relist that reconciles what was missed.
 * Per-event INFO logs of Kopf ("Handler ... succeeded") are dropped unless
   ``--verbose``/``--debug`` is given: the event itself is on stdout, and at
   thousands of events a second the duplicate log line is most of the cost.
@@ -48,6 +51,10 @@ Settings that keep it read-only and quiet
   get/list/watch on deployments (plus list/watch on namespaces and CRDs only
   for glob patterns).
 
+Beyond handlers, deploywatch hooks into Kopf's watch stream to learn when a
+listing is complete (``deploywatch.watching``): that is how deletions missed
+while disconnected are still reported, marked inferred.
+
 The handlers are ``async``: Kopf runs sync handlers in a thread pool, and the
 tracker must only ever be touched from the event loop, where the RESYNC task
 also runs, so no lock is needed and no RESYNC can interleave with a DELETED.
@@ -55,22 +62,31 @@ also runs, so no lock is needed and no RESYNC can interleave with a DELETED.
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import click
 import kopf
 
 from deploywatch import settings as settings_module
+from deploywatch import state, watching
 from deploywatch.output import LineWriter
+from deploywatch.preflight import check_credentials_or_exit
 from deploywatch.resync import resync_forever
 from deploywatch.tracker import Tracker
 
 logger = logging.getLogger('deploywatch')
 
 SETTINGS = settings_module.load_or_exit(os.environ)
+check_credentials_or_exit(os.environ)
 TRACKER = Tracker(redact=SETTINGS.redact)
 WRITER = LineWriter()
 _background: set[asyncio.Task[None]] = set()
+
+# Kopf retries every failed request 8 times over ~54 s, 403 Forbidden included. deploywatch
+# wants a missing permission reported within seconds, and retries outages itself, forever,
+# with a relist (deploywatch.watching): so each request only gets a short retry budget.
+REQUEST_BACKOFFS = (0.5, 1.0, 2.0)
 
 
 @kopf.on.startup()
@@ -79,6 +95,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if not settings.peering.mandatory:  # i.e. no --peering NAME on the command line
         settings.peering.standalone = True
     settings.scanning.disabled = not _namespace_globs_given(settings)
+    settings.networking.error_backoffs = REQUEST_BACKOFFS
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # neither --verbose nor --debug
         # Kopf logs "Handler succeeded" at INFO for every event: the event is on stdout already.
         logging.getLogger('kopf.objects').setLevel(logging.WARNING)
@@ -86,11 +103,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for name in settings_module.Settings.unknown_variables(os.environ):
         logger.warning(f"{name} is not a deploywatch setting and is ignored (a typo?).")
 
+    watching.install(unlisted=TRACKER.unlisted, before_exit=_save_state)
+    if SETTINGS.state_file is not None:
+        TRACKER.restore(state.load(SETTINGS.state_file) or {})
+        _start(state.keep_saved(TRACKER, SETTINGS.state_file), name='deploywatch state file')
     if SETTINGS.resync_seconds > 0:
-        task = asyncio.create_task(
-            resync_forever(tracker=TRACKER, writer=WRITER, interval=SETTINGS.resync_seconds),
-            name='deploywatch resync')
-        _background.add(task)
+        _start(resync_forever(tracker=TRACKER, writer=WRITER, interval=SETTINGS.resync_seconds),
+               name='deploywatch resync')
 
 
 @kopf.on.cleanup()
@@ -103,9 +122,20 @@ async def stop_background(**_: Any) -> None:
 
 @kopf.on.event('apps', 'v1', 'deployments')
 async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
-    line = TRACKER.observe(event['type'], event['object'])
+    raw: Mapping[str, Any] = event
+    line = TRACKER.observe(raw['type'], raw['object'], inferred=bool(raw.get(watching.INFERRED)))
     if line is not None:
         WRITER.write(line)
+
+
+def _start(coroutine: Any, *, name: str) -> None:
+    _background.add(asyncio.create_task(coroutine, name=name))
+
+
+def _save_state() -> None:
+    """Before an abrupt exit (a missing permission): keep what was printed so far."""
+    if SETTINGS.state_file is not None:
+        state.save(SETTINGS.state_file, TRACKER.snapshot())
 
 
 def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:

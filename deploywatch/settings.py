@@ -13,6 +13,8 @@ one line a human can act on, not with a traceback after the first API call.
 """
 import dataclasses
 import math
+import os
+import pathlib
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,6 +42,15 @@ def _boolean(text: str) -> bool:
     raise ValueError(text)
 
 
+def _state_path(text: str) -> pathlib.Path | None:
+    if not text.strip():
+        return None
+    path = pathlib.Path(text).expanduser()
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK) or path.is_dir():
+        raise ValueError(text)
+    return path
+
+
 def _setting(*, env: str, default: Any, parse: Callable[[str], Any], accepts: str, doc: str) -> Any:
     return dataclasses.field(default=default, metadata={
         'env': PREFIX + env, 'parse': parse, 'accepts': accepts, 'doc': doc,
@@ -65,6 +76,14 @@ class Settings:
         doc="Replace every container env[].value with \"<redacted>\" in object, old and diff. "
             "On by default: Deployments routinely carry credentials in plain env values, "
             "and the stream goes to log stores with wider access than the cluster.",
+    )
+
+    state_file: pathlib.Path | None = _setting(
+        env='STATE_FILE', default=None, parse=_state_path,
+        accepts='a file path in an existing, writable directory (empty: no state file)',
+        doc="Keep what was printed last in this file, so that a restart prints only what "
+            "changed while deploywatch was down (ADDED, MODIFIED and DELETED marked inferred) "
+            "instead of every Deployment again. Off by default: the file must be on a volume.",
     )
 
     @classmethod

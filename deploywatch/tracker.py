@@ -11,7 +11,14 @@ the guarantees a SharedInformer program does not give:
   changed: an object listed again with the resourceVersion already printed
   produces nothing, so a reconnect never invents a second ``initial`` ADDED;
 * RESYNC is only ever built from this memory, and an object leaves the memory
-  the moment its DELETED is built, so a RESYNC cannot follow a DELETED.
+  the moment its DELETED is built, so a RESYNC cannot follow a DELETED;
+* after a complete listing, objects it remembers in that namespace but that the
+  listing lacks were deleted meanwhile: :meth:`unlisted` names them, and their
+  DELETED is marked ``inferred``, as is a MODIFIED found by a listing (the
+  states in between were not seen);
+* memory restored from a state file (``deploywatch.state``) is *unconfirmed*
+  until a listing or watch event shows the object again: it gets no RESYNC,
+  since it may be gone already.
 
 It knows nothing of Kopf, I/O or time sources beyond the injected clock, so the
 rules above are tested on plain dicts.
@@ -43,6 +50,8 @@ class Tracker:
         self._redact = redact
         self._clock = clock
         self._printed: dict[str, dict[str, Any]] = {}
+        self._unconfirmed: set[str] = set()
+        self.version = 0  # moves on every change of the memory: tells the state file to save
 
     def __len__(self) -> int:
         return len(self._printed)
@@ -51,20 +60,24 @@ class Tracker:
         """A snapshot of the live objects' keys, safe to iterate while events arrive."""
         return list(self._printed)
 
-    def observe(self, watch_type: str | None, raw: Mapping[str, Any]) -> Event | None:
+    def observe(self, watch_type: str | None, raw: Mapping[str, Any], *,
+                inferred: bool = False) -> Event | None:
         """
         The event to print for one watch event, or None if it tells nothing new.
 
         ``watch_type`` is Kopf's: None for an object found by a listing, else
-        ``ADDED``/``MODIFIED``/``DELETED`` from the watch stream.
+        ``ADDED``/``MODIFIED``/``DELETED`` from the watch stream. ``inferred``
+        marks a DELETED that no watch event reported (see :meth:`unlisted`).
         """
         key = identity(raw)
         obj = objects.clean(raw, redact=self._redact)
         observed = self._clock()
+        self._unconfirmed.discard(key)
+        self.version += 1
 
         if watch_type == 'DELETED':
             self._printed.pop(key, None)
-            return build(type=EventType.DELETED, obj=obj, observed=observed)
+            return build(type=EventType.DELETED, obj=obj, observed=observed, inferred=inferred)
 
         old = self._printed.get(key)
         self._printed[key] = obj
@@ -73,14 +86,34 @@ class Tracker:
                          initial=watch_type is None)
         if _version(old) == _version(obj):
             return None  # the same state again: a relist or a replayed ADDED
-        return build(type=EventType.MODIFIED, obj=obj, observed=observed, old=old)
+        return build(type=EventType.MODIFIED, obj=obj, observed=observed, old=old,
+                     inferred=watch_type is None)
+
+    def unlisted(self, namespace: str | None, listed: set[str]) -> list[dict[str, Any]]:
+        """The last known state of objects in ``namespace`` (None: all) not among ``listed``."""
+        return [obj for key, obj in self._printed.items()
+                if key not in listed and (namespace is None or _namespace(obj) == namespace)]
 
     def resync(self, key: str) -> Event | None:
-        """RESYNC for one object if it is still alive, else None."""
+        """RESYNC for one object if it is known to be alive, else None."""
         obj = self._printed.get(key)
-        if obj is None:
+        if obj is None or key in self._unconfirmed:
             return None
         return build(type=EventType.RESYNC, obj=obj, observed=self._clock())
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """What was printed last, per object: the content of the state file."""
+        return dict(self._printed)
+
+    def restore(self, printed: Mapping[str, dict[str, Any]]) -> None:
+        """Start from a previous run's memory; nothing in it is confirmed alive yet."""
+        self._printed = dict(printed)
+        self._unconfirmed = set(printed)
+
+
+def _namespace(obj: Mapping[str, Any]) -> Any:
+    metadata = obj.get('metadata')
+    return metadata.get('namespace') if isinstance(metadata, Mapping) else None
 
 
 def _version(obj: Mapping[str, Any]) -> Any:

@@ -39,9 +39,10 @@ def tracker() -> Tracker:
     return Tracker(redact=True, clock=lambda: NOW)
 
 
-def observe(tracker: Tracker, watch_type: str | None, raw: dict[str, Any]) -> dict[str, Any]:
+def observe(tracker: Tracker, watch_type: str | None, raw: dict[str, Any], *,
+            inferred: bool = False) -> dict[str, Any]:
     """An event that must be printed, validated against the schema."""
-    event = tracker.observe(watch_type, raw)
+    event = tracker.observe(watch_type, raw, inferred=inferred)
     assert event is not None
     VALIDATOR.validate(event)
     return event
@@ -238,3 +239,56 @@ def test_hostile_objects_go_through_every_kind_of_event(tracker: Tracker, raw: d
     VALIDATOR.validate(resync)
     assert observe(tracker, 'DELETED', raw)['type'] == 'DELETED'
     assert len(tracker) == 0
+
+
+def test_a_modified_found_by_a_listing_is_marked_inferred(tracker: Tracker) -> None:
+    observe(tracker, 'ADDED', deployment(rv='1'))
+    watched = observe(tracker, 'MODIFIED', deployment(rv='2', replicas=2))
+    listed = observe(tracker, None, deployment(rv='3', replicas=3))
+    assert 'inferred' not in watched
+    assert listed['type'] == 'MODIFIED' and listed['inferred'] is True
+    assert listed['old']['spec']['replicas'] == 2
+
+
+def test_an_inferred_deleted_is_marked_and_forgets_the_object(tracker: Tracker) -> None:
+    observe(tracker, None, deployment(rv='1'))
+    event = observe(tracker, 'DELETED', deployment(rv='1'), inferred=True)
+    assert (event['type'], event['inferred']) == ('DELETED', True)
+    assert tracker.resync('u-web') is None and len(tracker) == 0
+
+
+def test_unlisted_names_known_objects_of_the_namespace_missing_from_a_listing(tracker: Tracker) -> None:
+    for name, namespace in [('a', 'one'), ('b', 'one'), ('c', 'two')]:
+        raw = deployment(name, uid=f'u-{name}')
+        raw['metadata']['namespace'] = namespace
+        observe(tracker, None, raw)
+
+    assert [o['metadata']['name'] for o in tracker.unlisted('one', {'u-a'})] == ['b']
+    assert [o['metadata']['name'] for o in tracker.unlisted('two', {'u-a'})] == ['c']
+    assert sorted(o['metadata']['name'] for o in tracker.unlisted(None, {'u-a'})) == ['b', 'c']
+    assert tracker.unlisted('one', {'u-a', 'u-b'}) == []
+    assert len(tracker) == 3  # naming them does not forget them: their DELETED does
+
+
+def test_restored_memory_gets_no_resync_until_confirmed(tracker: Tracker) -> None:
+    previous = Tracker(redact=True, clock=lambda: NOW)
+    observe(previous, None, deployment('kept', uid='u-kept', rv='5'))
+    observe(previous, None, deployment('gone', uid='u-gone', rv='6'))
+    observe(previous, None, deployment('changed', uid='u-changed', rv='7'))
+
+    tracker.restore(previous.snapshot())
+    assert {tracker.resync(uid) for uid in tracker.uids()} == {None}
+
+    assert tracker.observe(None, deployment('kept', uid='u-kept', rv='5')) is None  # unchanged: silent
+    changed = observe(tracker, None, deployment('changed', uid='u-changed', rv='9', replicas=4))
+    assert (changed['type'], changed['inferred']) == ('MODIFIED', True)
+    assert [o['metadata']['name'] for o in tracker.unlisted(None, {'u-kept', 'u-changed'})] == ['gone']
+    assert tracker.resync('u-kept') is not None and tracker.resync('u-gone') is None
+
+
+def test_every_change_of_memory_moves_the_version(tracker: Tracker) -> None:
+    versions = [tracker.version]
+    for watch_type, rv in [(None, '1'), ('MODIFIED', '2'), ('DELETED', '2')]:
+        tracker.observe(watch_type, deployment(rv=rv))
+        versions.append(tracker.version)
+    assert versions == sorted(set(versions))

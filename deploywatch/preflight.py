@@ -1,0 +1,30 @@
+"""
+Credentials checked before anything connects.
+
+Kopf logs in through the ``kubernetes`` and ``pykube-ng`` clients when its
+operator starts, and when neither finds credentials it ends with a traceback
+("Ran out of valid credentials"). A missing or broken kubeconfig is the most
+common first-run mistake, so deploywatch looks first, the way those clients
+do (in-cluster ServiceAccount, else ``KUBECONFIG`` or ``~/.kube/config``), and
+says what is wrong in one line.
+"""
+import os
+import sys
+from collections.abc import Mapping
+
+import kubernetes
+
+IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token'
+
+
+def check_credentials_or_exit(environ: Mapping[str, str]) -> None:
+    if environ.get('KUBERNETES_SERVICE_HOST') and os.path.exists(IN_CLUSTER_TOKEN):
+        return
+    try:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=kubernetes.client.Configuration(), persist_config=False)
+    except Exception as error:  # ConfigException, YAML errors, missing files: all the same to a user
+        where = environ.get('KUBECONFIG') or '~/.kube/config'
+        print(f"deploywatch: no usable Kubernetes credentials: kubeconfig {where}: {error}",
+              file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
