@@ -25,6 +25,7 @@ def check_credentials_or_exit(environ: Mapping[str, str]) -> None:
             client_configuration=kubernetes.client.Configuration(), persist_config=False)
     except Exception as error:  # ConfigException, YAML errors, missing files: all the same to a user
         where = environ.get('KUBECONFIG') or '~/.kube/config'
-        print(f"deploywatch: no usable Kubernetes credentials: kubeconfig {where}: {error}",
+        reason = ' '.join(str(error).split())  # YAML errors span lines: keep it to one
+        print(f"deploywatch: no usable Kubernetes credentials: kubeconfig {where}: {reason}",
               file=sys.stderr, flush=True)
         raise SystemExit(2) from None

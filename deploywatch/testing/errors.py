@@ -12,12 +12,13 @@ from deploywatch.testing.kinds import ResourceType
 
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details
+        self.headers = headers
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -60,6 +61,21 @@ class ApiError(Exception):
         return cls(403, 'Forbidden',
                    f'{qualified} is forbidden: User "{user}" cannot {verb} resource '
                    f'"{plural}" in API group "{group}" {scope}', details)
+
+    @classmethod
+    def injected(cls, code: int, resource: ResourceType, *, user: str, verb: str,
+                 namespace: str | None) -> 'ApiError':
+        """An error a test armed (``faults.Faults.answer``), worded as the real server words it."""
+        if code == 403:
+            return cls.forbidden(resource, user=user, verb=verb, plural=resource.plural,
+                                 group=resource.group, namespace=namespace, name=None)
+        if code == 429:
+            return cls(429, 'TooManyRequests', 'Too many requests, please try again later.',
+                       {'retryAfterSeconds': 1}, headers={'Retry-After': '1'})
+        if code == 503:
+            return cls(503, 'ServiceUnavailable', 'the server is currently unable to handle the request')
+        return cls(code, 'InternalError',
+                   'Internal error occurred: injected by the test (etcdserver: request timed out)')
 
     @classmethod
     def unauthorized(cls) -> 'ApiError':

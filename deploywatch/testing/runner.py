@@ -40,6 +40,7 @@ class ServerThread:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name='apiserver', daemon=True)
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._collector: GarbageCollector | None = None
         self.port = 0
 
@@ -66,9 +67,32 @@ class ServerThread:
         self._runner = web.AppRunner(self.server.app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
-        await site.start()
+        await self._listen(self._port)
         self.port = self._runner.addresses[0][1]
+
+    async def _listen(self, port: int) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, self._host, port)
+        await self._site.start()
+
+    def outage(self, seconds: float) -> None:
+        """
+        Refuse connections for a while, as a restarting or unreachable API server does.
+
+        Returns once the port is closed and every open connection (watches included)
+        is dropped; the server listens again on the same port after ``seconds``.
+        The store is kept: what happens meanwhile through :meth:`call` is there after.
+        """
+        asyncio.run_coroutine_threadsafe(self._down(seconds), self._loop).result(timeout=30)
+
+    async def _down(self, seconds: float) -> None:
+        assert self._runner is not None and self._runner.server is not None and self._site is not None
+        await self._site.stop()
+        for connection in list(self._runner.server.connections):
+            if connection.transport is not None:
+                connection.transport.abort()
+        self.server.faults.fired.append(f'outage-{seconds}s')
+        self._loop.call_later(seconds, lambda: asyncio.ensure_future(self._listen(self.port)))
 
     def stop(self) -> None:
         if self._runner is not None:

@@ -34,6 +34,7 @@ from aiohttp import web
 from deploywatch.testing import kinds
 from deploywatch.testing.access import ADMIN, RequestLog, User
 from deploywatch.testing.errors import ApiError
+from deploywatch.testing.faults import Cut, Faults, WatchCut
 from deploywatch.testing.kinds import Obj, ResourceType
 from deploywatch.testing.selectors import Selector
 from deploywatch.testing.store import Change, Store
@@ -45,9 +46,9 @@ ADMIN_TOKEN = 'admin-token'
 Middleware = Callable[[web.Request, Any], Any]
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=json.dumps(body, separators=(',', ':')),
-                        content_type='application/json')
+                        content_type='application/json', headers=headers)
 
 
 class ApiServer:
@@ -63,6 +64,7 @@ class ApiServer:
         self.users: dict[str, User] = {ADMIN_TOKEN: User('admin', ADMIN_TOKEN, ADMIN)}
         self.bookmark_interval = bookmark_interval
         self.min_request_timeout = min_request_timeout
+        self.faults = Faults()
         self._watches: set[asyncio.Task[Any]] = set()
 
     def add_user(self, user: User) -> None:
@@ -82,42 +84,43 @@ class ApiServer:
     # -- routing -------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        user_name, verb, group, resource_name, namespace = '', '', '', '', None
-        status = 500
+        call: dict[str, Any] = {'user': '', 'verb': '', 'group': '', 'resource': '', 'namespace': None}
+
+        def log(status: int) -> None:
+            self.log.add(method=request.method, path=request.path, query=request.query_string,
+                         status=status, **call)
+
         try:
             user = self._authenticate(request)
-            user_name = user.name
+            call['user'] = user.name
             route = _Route.parse(request.path)
             if route.discovery is not None:
-                verb = 'get'
+                call['verb'] = 'get'
                 response = self._discovery(route.discovery)
             else:
                 resource = route.resource
                 assert resource is not None
                 verb = _verb(request, route)
-                group = resource.group
-                resource_name = resource.plural + (f'/{route.subresource}' if route.subresource else '')
-                namespace = route.namespace
-                if not user.allows(verb=verb, group=group, resource=resource_name, namespace=namespace):
-                    raise ApiError.forbidden(resource, user=user.name, verb=verb, plural=resource_name,
-                                             group=group, namespace=namespace, name=route.name)
+                plural = resource.plural + (f'/{route.subresource}' if route.subresource else '')
+                call.update(verb=verb, group=resource.group, resource=plural, namespace=route.namespace)
+                if not user.allows(verb=verb, group=resource.group, resource=plural,
+                                   namespace=route.namespace):
+                    raise ApiError.forbidden(resource, user=user.name, verb=verb, plural=plural,
+                                             group=resource.group, namespace=route.namespace,
+                                             name=route.name)
+                injected = self.faults.take_error(verb)
+                if injected is not None:
+                    raise ApiError.injected(injected, resource, user=user.name, verb=verb,
+                                            namespace=route.namespace)
                 if verb == 'watch':
-                    status = 200  # a watch answers 200 even when it carries an ERROR event
-                    self.log.add(user=user_name, verb=verb, method=request.method, path=request.path,
-                                 query=request.query_string, group=group, resource=resource_name,
-                                 namespace=namespace, status=status)
-                    return await self._watch(request, resource, namespace)
+                    log(200)  # logged as it starts: a watch may last for minutes
+                    return await self._watch(request, resource, route.namespace)
                 response = await self._serve(request, verb, route, resource)
-            status = response.status
+            log(response.status)
             return response
         except ApiError as error:
-            status = error.code
-            return _json(error.status(), status=error.code)
-        finally:
-            if verb != 'watch':  # watches are logged when they start (see _watch)
-                self.log.add(user=user_name, verb=verb, method=request.method, path=request.path,
-                             query=request.query_string, group=group, resource=resource_name,
-                             namespace=namespace, status=status)
+            log(error.code)
+            return _json(error.status(), status=error.code, headers=error.headers)
 
     def _authenticate(self, request: web.Request) -> User:
         scheme, _, token = request.headers.get('Authorization', '').partition(' ')
@@ -186,27 +189,31 @@ class ApiServer:
         if task is not None:
             self._watches.add(task)
         try:
+            if self.faults.take_expiration():
+                raise ApiError.expired_watch(int(since) if since.isdigit() else 0, self.store.oldest)
             events = self._initial_events(resource, namespace, selector, since)
         except ApiError as error:
-            unsubscribe()
             events = [{'type': 'ERROR', 'object': error.status()}]
             timeout = 0  # the error is the whole stream
 
         response = web.StreamResponse(status=200, headers={'Content-Type': 'application/json'})
         response.enable_chunked_encoding()
+        sender = _Sender(request, response, self.faults)
         try:
             await response.prepare(request)
             for event in events:
-                await response.write(_line(event))
+                await sender.send(_line(event))
             if timeout:
-                await self._stream(response, queue, resource=resource, namespace=namespace,
+                await self._stream(sender, queue, resource=resource, namespace=namespace,
                                    selector=selector, bookmarks=bookmarks, timeout=timeout)
             await response.write_eof()
+        except _StreamCut:
+            if sender.cut_cleanly:
+                await response.write_eof()
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            if timeout:
-                unsubscribe()
+            unsubscribe()
             if task is not None:
                 self._watches.discard(task)
         return response
@@ -224,7 +231,7 @@ class ApiServer:
         return [event for change in self.store.changes_since(version)
                 if (event := _event(change, resource, namespace, selector)) is not None]
 
-    async def _stream(self, response: web.StreamResponse, queue: 'asyncio.Queue[Change]', *,
+    async def _stream(self, sender: '_Sender', queue: 'asyncio.Queue[Change]', *,
                       resource: ResourceType, namespace: str | None, selector: Selector,
                       bookmarks: bool, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -237,17 +244,54 @@ class ApiServer:
             except TimeoutError:
                 if bookmarks and loop.time() >= next_bookmark:
                     version = str(self.store.resource_version)
-                    await response.write(_line({'type': 'BOOKMARK',
-                                                'object': kinds.bookmark(resource, version)}))
+                    await sender.send(_line({'type': 'BOOKMARK',
+                                             'object': kinds.bookmark(resource, version)}))
                     next_bookmark = loop.time() + self.bookmark_interval
                 continue
             event = _event(change, resource, namespace, selector)
             if event is not None:
-                await response.write(_line(event))
+                await sender.send(_line(event))
 
 
 async def _audit_id(_: web.Request, response: web.StreamResponse) -> None:
     response.headers['Audit-Id'] = str(uuid.uuid4())
+
+
+class _StreamCut(Exception):
+    """A fault ended the watch stream."""
+
+
+class _Sender:
+    """
+    Writes watch lines, one per chunk, and applies an armed cut.
+
+    A cut armed while this stream is open applies to it too: the stream claims it
+    at its next line and is cut after ``after`` more lines.
+    """
+
+    def __init__(self, request: web.Request, response: web.StreamResponse, faults: Faults) -> None:
+        self._request = request
+        self._response = response
+        self._faults = faults
+        self._cut: WatchCut | None = None
+        self._until_cut = 0
+
+    async def send(self, line: bytes) -> None:
+        if self._cut is None and (cut := self._faults.take_cut()) is not None:
+            self._cut, self._until_cut = cut, cut.after
+        if self._cut is not None:
+            if self._until_cut <= 0:
+                if self._cut.how is Cut.MID_LINE:
+                    await self._response.write(line[: len(line) // 2])
+                if self._cut.how is not Cut.CLEAN and self._request.transport is not None:
+                    self._request.transport.abort()
+                raise _StreamCut()
+            self._until_cut -= 1
+        await self._response.write(line)
+
+    @property
+    def cut_cleanly(self) -> bool:
+        return self._cut is not None and self._cut.how is Cut.CLEAN
 
 
 def _line(event: Obj) -> bytes:

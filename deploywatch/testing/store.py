@@ -157,6 +157,11 @@ class Store:
             self._oldest = self.resource_version
 
     @property
+    def oldest(self) -> int:
+        """The oldest version a watch can start from."""
+        return self._oldest
+
+    @property
     def _readable(self) -> int:
         """The oldest version a LIST can be served at: etcd's compaction, and the history's reach."""
         return max(self._compacted, self._oldest)
@@ -191,6 +196,22 @@ class Store:
         kinds.prepare_create(resource, obj)
         _record_manager(obj, manager, subresource=None)
         return self._write(resource, (namespace, name), obj, previous=None)
+
+    def inject(self, resource: ResourceType, namespace: str, obj: Obj) -> Obj:
+        """
+        Store an object as given, skipping validation and defaulting: a hostile object.
+
+        A real API server validates Deployments, so a watcher only meets odd ones from
+        buggy aggregated APIs, conversion webhooks or etcd edited by hand; the robustness
+        tests need them anyway. Only the identity the store itself needs is filled in.
+        """
+        stored = copy.deepcopy(obj)
+        metadata = stored.setdefault('metadata', {})
+        metadata.setdefault('uid', str(uuid.uuid4()))
+        metadata['namespace'] = namespace
+        key = (namespace, metadata['name'])
+        previous = self._objects[resource].get(key)
+        return self._write(resource, key, stored, previous=previous)
 
     def update(self, resource: ResourceType, namespace: str, name: str, body: Obj, *,
                manager: str, subresource: str | None = None) -> Obj:

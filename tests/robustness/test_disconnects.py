@@ -1,0 +1,93 @@
+"""
+Guarantees 1-3: disconnects, 410 relists and outages lose nothing and invent nothing.
+
+Each test compares the operator's whole stdout with the emulated server's final
+state (tests/harness/truth.py), after making changes while the stream was broken.
+"""
+import pytest
+
+from deploywatch.testing.faults import Cut
+from tests.harness.driver import Driver
+from tests.harness.operator import OperatorProcess, of
+from tests.harness.truth import wait_until_consistent
+from tests.robustness.conftest import Start
+
+
+def _three(driver: Driver, start: Start, *, resync: str = '0') -> tuple[str, OperatorProcess]:
+    namespace = driver.namespace('faults')
+    for name in ('a', 'b', 'c'):
+        driver.create(namespace, name)
+    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': resync})
+    operator.wait_for_count(lambda e: e['type'] == 'ADDED', 3, what='three initial ADDED')
+    return namespace, operator
+
+
+@pytest.mark.parametrize('how', list(Cut))
+def test_a_broken_watch_stream_is_resumed_without_loss_or_duplicates(
+        driver: Driver, start: Start, how: Cut) -> None:
+    namespace, operator = _three(driver, start)
+
+    driver.faults.cut_watch(after=2, how=how)
+    driver.scale(namespace, 'a', 2)
+    driver.new_image(namespace, 'b')
+    driver.roll_out(namespace, 'c')
+    driver.create(namespace, 'd')
+    driver.delete(namespace, 'b')
+    driver.scale(namespace, 'a', 5)
+
+    assert wait_until_consistent(operator, driver.truth) == []
+    assert driver.faults.fired == [f'watch:cut-{how.value}-after-2']
+    assert len(operator.matching(lambda e: e['type'] == 'ADDED' and e['initial'])) == 3
+    assert operator.matching(lambda e: 'inferred' in e) == []  # resumed, not relisted
+
+
+def test_changes_during_an_outage_are_reported_when_it_ends(driver: Driver, start: Start) -> None:
+    namespace, operator = _three(driver, start)
+
+    driver.server.outage(2.0)
+    driver.scale(namespace, 'a', 3)
+    driver.delete(namespace, 'b')
+    driver.create(namespace, 'd')
+
+    assert wait_until_consistent(operator, driver.truth) == []
+    assert operator.wait_for(of('b', 'DELETED'), what='DELETED')['object']['metadata']['name'] == 'b'
+
+
+def test_after_410_gone_the_relist_reports_exactly_what_changed(driver: Driver, start: Start) -> None:
+    namespace, operator = _three(driver, start, resync='0.3')
+    before = len(operator.events)
+
+    driver.server.outage(2.0)
+    driver.scale(namespace, 'a', 4)
+    driver.delete(namespace, 'b')
+    driver.create(namespace, 'd')
+    driver.compact()  # the watch cannot resume: 410 Gone, then Kopf lists again
+
+    assert wait_until_consistent(operator, driver.truth) == []
+    changes = [(e['type'], e['name'], e.get('inferred'), e.get('initial'))
+               for e in operator.events[before:] if e['type'] != 'RESYNC']
+    assert sorted(changes, key=str) == sorted([
+        ('MODIFIED', 'a', True, None),
+        ('DELETED', 'b', True, None),
+        ('ADDED', 'd', None, True),
+    ], key=str)
+    deleted = operator.wait_for(of('b', 'DELETED'), what='inferred DELETED')
+    assert deleted['object']['metadata']['name'] == 'b'  # the last known state
+    # Its resync stopped: RESYNC rounds go on for the others, never for b again.
+    after = operator.events.index(deleted)
+    operator.wait_for_count(of('c', 'RESYNC'), 2, what='two RESYNC rounds after', after=after)
+    assert [e for e in operator.events[after:] if e['name'] == 'b' and e is not deleted] == []
+
+
+def test_a_410_with_nothing_changed_prints_nothing(driver: Driver, start: Start) -> None:
+    namespace, operator = _three(driver, start)
+    before = len(operator.events)
+
+    driver.faults.expire_watch()
+    driver.faults.cut_watch(after=0)  # the current watch ends; the next one answers 410
+    driver.create(namespace, 'sentinel')
+
+    operator.wait_for(of('sentinel', 'ADDED'), what='sentinel after the relist')
+    assert 'watch:410' in driver.faults.fired
+    assert [e['name'] for e in operator.events[before:]] == ['sentinel']
+    assert wait_until_consistent(operator, driver.truth) == []
