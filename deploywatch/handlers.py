@@ -42,6 +42,8 @@ Settings that keep it read-only and quiet
 * Each API request gets a short retry budget (``REQUEST_BACKOFFS``): a missing
   permission is reported within seconds, and outages are retried by
   ``deploywatch.watching`` instead, with a relist that reconciles what was missed.
+* No diff base (``NoDiffBase``): Kopf would otherwise deep-copy and diff every
+  object for change handlers deploywatch does not have.
 * Per-event INFO logs of Kopf ("Handler ... succeeded") are dropped unless
   ``--verbose``/``--debug`` is given: the event itself is on stdout, and at
   thousands of events a second the duplicate log line is most of the cost.
@@ -89,6 +91,25 @@ _background: set[asyncio.Task[None]] = set()
 REQUEST_BACKOFFS = (0.5, 1.0, 2.0)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """
+    No "last handled state": deploywatch has no change-detecting handlers to need one.
+
+    Kopf still computes the diff base for every event (a deep copy of the whole
+    object, then a diff), which is wasted work for an event watcher, and which
+    raises on objects with ``metadata.annotations: null`` before any handler runs.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
@@ -96,6 +117,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.standalone = True
     settings.scanning.disabled = not _namespace_globs_given(settings)
     settings.networking.error_backoffs = REQUEST_BACKOFFS
+    settings.persistence.diffbase_storage = NoDiffBase()
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # neither --verbose nor --debug
         # Kopf logs "Handler succeeded" at INFO for every event: the event is on stdout already.
         logging.getLogger('kopf.objects').setLevel(logging.WARNING)

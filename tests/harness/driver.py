@@ -55,6 +55,10 @@ class Driver:
     def inject(self, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         return self.server.call(self.store.inject, DEPLOYMENTS, namespace, obj)
 
+    def truth_uid(self, namespace: str, name: str) -> str:
+        uid: str = self.server.call(self.store.get, DEPLOYMENTS, namespace, name)['metadata']['uid']
+        return uid
+
     def compact(self) -> None:
         """Forget the history: the next watch from an older version gets 410 Gone."""
         self.server.call(self.store.compact)

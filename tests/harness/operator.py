@@ -45,6 +45,8 @@ class OperatorProcess:
         self.events: list[Event] = []
         self._problems: list[str] = []
         self._changed = threading.Condition()
+        self._reading = threading.Event()
+        self._reading.set()
         self.process = subprocess.Popen(
             [str(KOPF), 'run', str(HANDLERS), *args],
             stdout=subprocess.PIPE, stderr=stderr_path.open('wb'), stdin=subprocess.DEVNULL,
@@ -55,6 +57,7 @@ class OperatorProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for raw in self.process.stdout:
+            self._reading.wait()
             try:
                 event = json.loads(raw)
                 VALIDATOR.validate(event)
@@ -67,6 +70,20 @@ class OperatorProcess:
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
+
+    def pause_reading(self) -> None:
+        """Stop reading stdout (after the line in hand): a slow or stuck consumer."""
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
+
+    def rss_bytes(self) -> int:
+        """The operator's resident memory, from /proc."""
+        for line in pathlib.Path(f'/proc/{self.process.pid}/status').read_text().splitlines():
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError('no VmRSS')
 
     @property
     def stderr(self) -> str:
@@ -111,6 +128,15 @@ class OperatorProcess:
             code = self.process.wait()
         self._reader.join(timeout=5)
         return code
+
+
+def eventually(condition: Callable[[], bool], *, what: str, timeout: float = WAIT) -> None:
+    """Poll a condition outside the stream (a file, the server) until it holds, within the bound."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f'never happened: {what}')
+        time.sleep(0.05)
 
 
 def of(name: str, type_: str | None = None, **fields: Any) -> Predicate:

@@ -59,34 +59,46 @@ def mismatches(events: list[Event], truth: Truth, *, namespaces: set[str] | None
 
 
 def _chain(name: str, history: list[Event]) -> list[str]:
+    """
+    The per-object order rules. An ``inferred`` event may repeat one already printed:
+    after a crash between two saves of the state file, the next run re-derives the last
+    changes from the listing, with ``old`` the saved (earlier) state, marked so.
+    """
     problems: list[str] = []
-    printed: dict[str, Any] | None = None
+    states: list[Any] = []  # every state printed for the object, in order
     seen: set[tuple[str, str]] = set()
     for event in history:
-        kind, version = event['type'], event['resourceVersion']
+        kind, version, inferred = event['type'], event['resourceVersion'], event.get('inferred', False)
         if kind != 'RESYNC':
-            if (kind, version) in seen:
-                problems.append(f'{name}: {kind} at {version} printed twice')
+            if (kind, version) in seen and not inferred:
+                problems.append(f'{name}: {kind} at {version} printed twice, unmarked')
             seen.add((kind, version))
-        if kind == 'ADDED' and printed is not None:
+        if kind == 'ADDED' and states and not event['initial']:
             problems.append(f'{name}: ADDED after other events')
-        if kind in ('MODIFIED', 'RESYNC', 'DELETED') and printed is None and kind != 'DELETED':
+        if kind in ('MODIFIED', 'RESYNC') and not states:
             problems.append(f'{name}: {kind} before any ADDED')
-        if kind == 'MODIFIED' and printed is not None and event['old'] != printed:
-            problems.append(f'{name}: MODIFIED at {version} has an old that is not the last printed state')
-        if kind == 'RESYNC' and event['object'] != printed:
+        if (kind == 'MODIFIED' and states and event['old'] != states[-1]
+                and not (inferred and event['old'] in states)):
+            problems.append(f'{name}: MODIFIED at {version}: old is not a state printed before')
+        if kind == 'RESYNC' and states and event['object'] != states[-1]:
             problems.append(f'{name}: RESYNC at {version} differs from the last printed state')
         if kind in ('ADDED', 'MODIFIED'):
-            printed = event['object']
+            states.append(event['object'])
     return problems
 
 
 def wait_until_consistent(operator: OperatorProcess, truth: Callable[[], Truth], *,
-                          namespaces: set[str] | None = None, timeout: float = 90.0) -> list[str]:
-    """Wait for the stream to catch up with the server; the remaining mismatches, if any."""
+                          namespaces: set[str] | None = None, before: list[Event] = (),  # type: ignore[assignment]
+                          timeout: float = 90.0) -> list[str]:
+    """
+    Wait for the stream to catch up with the server; the remaining mismatches, if any.
+
+    ``before`` is what earlier runs printed (a restart continues their stream, as
+    an audit store that received both sees it).
+    """
     deadline = time.monotonic() + timeout
     while True:
-        problems = mismatches(operator.matching(lambda _: True), truth(), namespaces=namespaces)
+        problems = mismatches([*before, *operator.matching(lambda _: True)], truth(), namespaces=namespaces)
         if not problems or time.monotonic() > deadline:
             return problems
         time.sleep(0.2)
