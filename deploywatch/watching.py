@@ -23,6 +23,12 @@ layer. So deploywatch wraps that stream (``kopf._cogs.clients.watching
   and unexpected watch errors restart the listing with capped backoff instead
   of stopping the operator, and a relist reconciles whatever was missed.
 
+While the API server cannot be reached at all, Kopf retries quietly in its own
+loops and logs an ERROR for every attempt. :class:`OutageNotice` turns that into
+one warning when the outage starts (Kopf's first line, with the details, is
+kept) and one line when the server answers again; the repetitions in between
+are dropped unless Kopf runs with ``--verbose``/``--debug``.
+
 This is a private hook; ``check()`` verifies at start-up that the installed Kopf
 still has it, and the tests pin the Kopf versions it is known to work with.
 """
@@ -30,6 +36,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -56,6 +63,35 @@ def check() -> None:
         raise RuntimeError('this Kopf version has no Bookmark.LISTED: inferred deletions cannot work')
 
 
+class OutageNotice(logging.Filter):
+    """Kopf's per-attempt connection errors, as one warning per outage."""
+
+    SIGNS = ('ClientConnectorError', 'ClientOSError', 'ServerDisconnectedError')
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.since: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(sign in record.getMessage() for sign in self.SIGNS):
+            return True
+        if self.since is None:
+            self.since = time.monotonic()
+            logger.warning("The Kubernetes API server cannot be reached; retrying until it answers. "
+                           "Nothing is lost: what changes meanwhile is reported when it is back.")
+            return True
+        return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            logger.warning(f"The Kubernetes API server answers again after "
+                           f"{time.monotonic() - self.since:.0f}s; reporting what changed meanwhile.")
+            self.since = None
+
+
+NOTICE = OutageNotice()
+
+
 def install(*, unlisted: Inferrer, before_exit: Fatal) -> None:
     """Route Kopf's watch streams through :func:`supervise` from now on."""
     check()
@@ -64,6 +100,7 @@ def install(*, unlisted: Inferrer, before_exit: Fatal) -> None:
         return supervise(unlisted=unlisted, before_exit=before_exit, **kwargs)
 
     kopf_watching.infinite_watch = infinite_watch
+    logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
 
 
 def uninstall() -> None:
@@ -87,6 +124,7 @@ async def supervise(*, unlisted: Inferrer, before_exit: Fatal, **kwargs: Any) ->
         listed: set[str] | None = None  # uids of the listing in progress, if any
         try:
             async for item in _original(**kwargs):
+                NOTICE.recovered()
                 if item is kopf_watching.Bookmark.LISTED:
                     for obj in unlisted(namespace, listed or set()):
                         yield {'type': 'DELETED', 'object': obj, INFERRED: True}

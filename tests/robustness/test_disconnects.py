@@ -91,3 +91,22 @@ def test_a_410_with_nothing_changed_prints_nothing(driver: Driver, start: Start)
     assert 'watch:410' in driver.faults.fired
     assert [e['name'] for e in operator.events[before:]] == ['sentinel']
     assert wait_until_consistent(operator, driver.truth) == []
+
+
+def test_thirty_seconds_of_refused_connections_warn_once_and_lose_nothing(
+        driver: Driver, start: Start) -> None:
+    namespace, operator = _three(driver, start)
+
+    driver.server.outage(30.0)
+    driver.scale(namespace, 'a', 2)
+    driver.delete(namespace, 'b')
+    driver.create(namespace, 'd')
+    driver.roll_out(namespace, 'c')
+
+    assert wait_until_consistent(operator, driver.truth) == []
+    assert operator.process.poll() is None
+    stderr = operator.stderr
+    assert stderr.count('cannot be reached') == 1, stderr
+    assert stderr.count('answers again after') == 1, stderr
+    assert stderr.count('Request attempt') <= 4, stderr  # Kopf's first failure(s), not one per retry
+    assert 'Traceback' not in stderr
