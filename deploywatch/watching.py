@@ -1,36 +1,45 @@
 """
-What Kopf's watch stream does not tell handlers, and what it does not do for us.
+deploywatch's own list-then-watch loop for Deployments, inside Kopf.
 
-Kopf lists, then watches, and after ``410 Gone`` lists again, delivering every
-listed object to ``@kopf.on.event`` as an event of type None. What it never
-reports is an object that was known before and is *absent* from the new list:
-it was deleted while the stream was down. client-go calls these
-DeletedFinalStateUnknown; Kopf drops them silently (and keeps their memory).
+Kopf's watch loop (``kopf._cogs.clients.watching.continuous_watch``) lists,
+watches, and lists again after ``410 Gone``, delivering listed objects to
+``@kopf.on.event`` as events of type None. For an event stream that promises
+"nothing lost", it falls short in three ways:
 
-Kopf does know when a listing is complete: its watch stream yields
-``Bookmark.LISTED`` after the last listed object, but only to its own queueing
-layer. So deploywatch wraps that stream (``kopf._cogs.clients.watching
-.infinite_watch``, looked up by Kopf at call time) for Deployments only:
+* an object known before a relist and *absent* from the new list was deleted
+  while the stream was down, and Kopf never reports it (client-go calls it
+  DeletedFinalStateUnknown); Kopf also keeps its per-object memory;
+* any server error on the watch request (a burst of 5xx or 429) throws the
+  stream back to a full relist, so every change in between collapses into one
+  (or is lost, if the object came and went meanwhile), although the watch
+  could simply have been resumed from the last resourceVersion;
+* a ``403 Forbidden`` is retried forever (Kopf retries 403s on purpose, for
+  API server upgrades), so a missing permission is an endless quiet loop.
 
-* it collects the uids of each listing, and at ``LISTED`` asks the tracker
-  which objects it knows in that namespace but were not listed, and injects a
-  DELETED event for each *into the stream*, marked inferred. Injected there, the
-  event is queued behind the object's pending events like any other, so an
-  inferred DELETED can never overtake a MODIFIED of the same object;
-* it makes API errors bounded and explicit: a ``403 Forbidden`` on listing or
-  watching is a configuration error, reported in one line before exiting with
-  status 3 (Kopf would retry it forever); server errors (5xx), broken streams
-  and unexpected watch errors restart the listing with capped backoff instead
-  of stopping the operator, and a relist reconciles whatever was missed.
+So for Deployments, deploywatch replaces the loop Kopf runs per watched
+namespace (``infinite_watch``, which Kopf's queueing looks up at call time),
+built from Kopf's own pieces (``fetch_objs``, ``watch_objs``,
+``streaming_block`` for peering pauses). It yields what Kopf's loop yields, and:
 
-While the API server cannot be reached at all, Kopf retries quietly in its own
-loops and logs an ERROR for every attempt. :class:`OutageNotice` turns that into
-one warning when the outage starts (Kopf's first line, with the details, is
-kept) and one line when the server answers again; the repetitions in between
-are dropped unless Kopf runs with ``--verbose``/``--debug``.
+* after each complete listing, the objects the tracker knows in that namespace
+  but the listing lacks are injected into the stream as DELETED, marked
+  inferred; injected there, each is queued behind that object's pending events
+  like any other, so it cannot overtake a MODIFIED of the same object;
+* after an error, it waits (1 s, doubling up to 30 s) and *resumes the watch
+  from the last resourceVersion*; only ``410 Gone`` (or an interrupted listing)
+  leads to a relist;
+* a 403 on listing or watching is reported in one line, and the process exits
+  with status 3.
 
-This is a private hook; ``check()`` verifies at start-up that the installed Kopf
-still has it, and the tests pin the Kopf versions it is known to work with.
+While the API server cannot be reached at all, Kopf's request layer logs an
+ERROR for every attempt. :class:`OutageNotice` turns that into one warning when
+the outage starts (Kopf's first line, with the details, is kept) and one line
+when the server answers again; the repetitions in between are dropped unless
+Kopf runs with ``--verbose``/``--debug``.
+
+These are private Kopf APIs. ``check()`` verifies at start-up that the installed
+Kopf still has them, and ``pyproject.toml`` pins the Kopf versions this was
+built and tested with.
 """
 import asyncio
 import logging
@@ -38,17 +47,22 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from kopf._cogs.clients import errors as kopf_errors
+from kopf._cogs.clients import fetching as kopf_fetching
 from kopf._cogs.clients import watching as kopf_watching
+
+from deploywatch.tracker import identity
 
 logger = logging.getLogger('deploywatch')
 
 INFERRED = 'deploywatch:inferred'  # marks an injected event; Kopf passes unknown keys through
 FORBIDDEN_EXIT = 3
+BACKOFF_FIRST = 1.0
 BACKOFF_LIMIT = 30.0
+RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError)
 
 # The objects known in a namespace (None: all) that a complete listing did not contain.
 Inferrer = Callable[[str | None, set[str]], list[dict[str, Any]]]
@@ -58,9 +72,12 @@ _original = kopf_watching.infinite_watch
 
 
 def check() -> None:
-    """Fail loudly if the Kopf installed is not one whose watch stream we know."""
-    if not hasattr(kopf_watching, 'Bookmark') or not hasattr(kopf_watching.Bookmark, 'LISTED'):
-        raise RuntimeError('this Kopf version has no Bookmark.LISTED: inferred deletions cannot work')
+    """Fail loudly if the installed Kopf lacks a piece this module builds on."""
+    for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'watch_objs'),
+                         (kopf_watching, 'streaming_block'), (kopf_watching, 'Bookmark'),
+                         (kopf_fetching, 'fetch_objs')]:
+        if not hasattr(module, name):
+            raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
 
 
 class OutageNotice(logging.Filter):
@@ -93,7 +110,7 @@ NOTICE = OutageNotice()
 
 
 def install(*, unlisted: Inferrer, before_exit: Fatal) -> None:
-    """Route Kopf's watch streams through :func:`supervise` from now on."""
+    """Route Kopf's per-namespace watch loops through :func:`supervise` from now on."""
     check()
 
     def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
@@ -103,44 +120,62 @@ def install(*, unlisted: Inferrer, before_exit: Fatal) -> None:
     logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
 
 
-def uninstall() -> None:
-    kopf_watching.infinite_watch = _original
-
-
 def _is_deployments(resource: Any) -> bool:
     return bool(resource.group == 'apps' and resource.plural == 'deployments')
 
 
-async def supervise(*, unlisted: Inferrer, before_exit: Fatal, **kwargs: Any) -> AsyncIterator[Any]:
-    resource, namespace = kwargs['resource'], kwargs['namespace']
-    if not _is_deployments(resource):
-        async for item in _original(**kwargs):
+async def supervise(*, unlisted: Inferrer, before_exit: Fatal, settings: Any, resource: Any,
+                    namespace: Any, operator_paused: Any = None,
+                    **kwargs: Any) -> AsyncIterator[Any]:
+    if not _is_deployments(resource):  # namespaces, CRDs, peering: Kopf's own loop
+        async for item in _original(settings=settings, resource=resource, namespace=namespace,
+                                    operator_paused=operator_paused, **kwargs):
             yield item
         return
 
     where = f'in namespace {namespace!r}' if namespace else 'cluster-wide'
-    backoff = 1.0
+    version: str | None = None  # where the watch resumes; None: list first
+    backoff = BACKOFF_FIRST
     while True:
-        listed: set[str] | None = None  # uids of the listing in progress, if any
         try:
-            async for item in _original(**kwargs):
-                NOTICE.recovered()
-                if item is kopf_watching.Bookmark.LISTED:
-                    for obj in unlisted(namespace, listed or set()):
-                        yield {'type': 'DELETED', 'object': obj, INFERRED: True}
-                    listed = None
-                    backoff = 1.0
-                elif isinstance(item, dict) and item.get('type') is None:
-                    listed = set() if listed is None else listed
-                    listed.add(str(item['object'].get('metadata', {}).get('uid')))
-                yield item
-            return  # Kopf ended the stream itself (operator stopping)
+            async with kopf_watching.streaming_block(resource=resource, namespace=namespace,
+                                                     operator_paused=operator_paused) as paused:
+                if version is None:
+                    listed: set[str] = set()
+                    listed_at = ''
+                    async for chunk, chunk_version in kopf_fetching.fetch_objs(
+                            settings=settings, resource=resource, namespace=namespace, logger=logger):
+                        listed_at = chunk_version  # the same for every chunk of one listing
+                        for obj in chunk:
+                            listed.add(identity(obj))
+                            yield {'type': None, 'object': obj}
+                    NOTICE.recovered()
+                    for gone in unlisted(namespace, listed):
+                        yield {'type': 'DELETED', 'object': gone, INFERRED: True}
+                    yield kopf_watching.Bookmark.LISTED
+                    version = listed_at
+                while version is not None and not paused.done():
+                    async for raw in kopf_watching.watch_objs(settings=settings, resource=resource,
+                                                              namespace=namespace, since=version,
+                                                              operator_pause_waiter=paused):
+                        NOTICE.recovered()
+                        backoff = BACKOFF_FIRST
+                        kind, body = raw['type'], cast(dict[str, Any], raw['object'])
+                        if kind == 'ERROR' and body.get('code') == 410:
+                            logger.debug(f"Watch of deployments {where} expired (410): listing again.")
+                            version = None
+                            break
+                        if kind == 'ERROR':
+                            raise kopf_watching.WatchingError(f'Error in the watch-stream: {body}')
+                        if kind not in ('ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK'):
+                            continue
+                        version = body.get('metadata', {}).get('resourceVersion', version)
+                        yield raw
         except kopf_errors.APIForbiddenError as error:
             _forbidden(error, where=where, before_exit=before_exit)
-        except (kopf_errors.APIError, kopf_watching.WatchingError,
-                aiohttp.ClientError, TimeoutError) as error:
-            logger.warning(f"Watching deployments {where} failed ({error!r}); "
-                           f"listing again in {backoff:.0f}s, then reporting what changed meanwhile.")
+        except RETRIED as error:
+            then = 'resuming the watch' if version is not None else 'listing again'
+            logger.warning(f"Watching deployments {where} failed ({error!r}); {then} in {backoff:.0f}s.")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_LIMIT)
 

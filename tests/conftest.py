@@ -16,6 +16,7 @@ from deploywatch.testing import ApiServer, ServerThread, User
 from tests.harness.clusters import Cluster, EmulatedCluster
 from tests.harness.operator import OperatorProcess
 from tests.harness.rbac import rules_from_manifest
+from tests.harness.reporting import SOAK_FIGURES
 
 E2E_KUBECONFIG = 'DEPLOYWATCH_E2E_KUBECONFIG'
 OPERATOR_TOKEN = 'deploywatch-token'
@@ -68,3 +69,9 @@ def start_operator(operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) ->
     yield start
     for process in started:
         process.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The soak's figures, in the summary where CI logs and closing notes can quote them."""
+    for figures in config.stash.get(SOAK_FIGURES, []):
+        terminalreporter.write_line('soak: ' + ', '.join(f'{key} {value}' for key, value in figures.items()))

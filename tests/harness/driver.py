@@ -49,8 +49,9 @@ class Driver:
                                      manager='kube-controller-manager', subresource='status')
         return self.server.call(write)
 
-    def delete(self, namespace: str, name: str) -> None:
-        self.server.call(self.store.delete, DEPLOYMENTS, namespace, name, {})
+    def delete(self, namespace: str, name: str, *, propagation: str | None = None) -> None:
+        options = {'propagationPolicy': propagation} if propagation else {}
+        self.server.call(self.store.delete, DEPLOYMENTS, namespace, name, options)
 
     def inject(self, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
         return self.server.call(self.store.inject, DEPLOYMENTS, namespace, obj)
