@@ -31,12 +31,12 @@ from typing import Any
 
 from aiohttp import web
 
+from deploywatch.selectors import Selector
 from deploywatch.testing import kinds
 from deploywatch.testing.access import ADMIN, RequestLog, User
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.faults import Cut, Faults, WatchCut
 from deploywatch.testing.kinds import Obj, ResourceType
-from deploywatch.testing.selectors import Selector
 from deploywatch.testing.store import Change, Store
 
 DISCOVERY = pathlib.Path(__file__).parent / 'discovery'
@@ -145,7 +145,7 @@ class ApiServer:
         if verb == 'list':
             return _json(store.list_objects(
                 resource, route.namespace,
-                selector=Selector.parse(request.query.get('labelSelector')),
+                selector=_selector(request),
                 resource_version=request.query.get('resourceVersion'),
                 match=request.query.get('resourceVersionMatch'),
                 limit=int(request.query['limit']) if request.query.get('limit') else None,
@@ -177,7 +177,7 @@ class ApiServer:
     async def _watch(self, request: web.Request, resource: ResourceType,
                      namespace: str | None) -> web.StreamResponse:
         query = request.query
-        selector = Selector.parse(query.get('labelSelector'))
+        selector = _selector(request)
         bookmarks = query.get('allowWatchBookmarks') in ('true', '1')
         timeout = (float(query['timeoutSeconds']) if query.get('timeoutSeconds')
                    else random.uniform(self.min_request_timeout, 2 * self.min_request_timeout))
@@ -292,6 +292,13 @@ class _Sender:
     @property
     def cut_cleanly(self) -> bool:
         return self._cut is not None and self._cut.how is Cut.CLEAN
+
+
+def _selector(request: web.Request) -> Selector:
+    try:
+        return Selector.parse(request.query.get('labelSelector'))
+    except ValueError as error:
+        raise ApiError.bad_request(str(error)) from None
 
 
 def _line(event: Obj) -> bytes:

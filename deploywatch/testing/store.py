@@ -43,10 +43,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from deploywatch.selectors import Selector
 from deploywatch.testing import kinds, patching
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.kinds import Obj, ResourceType
-from deploywatch.testing.selectors import Selector
 
 Key = tuple[str, str]  # (namespace or '', name)
 

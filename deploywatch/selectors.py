@@ -1,16 +1,17 @@
 """
-Label selectors, as LIST and WATCH filter by them (``?labelSelector=``).
+Label selectors: the syntax of ``k8s.io/apimachinery/pkg/labels``.
 
-The syntax of ``k8s.io/apimachinery/pkg/labels``: comma-separated requirements,
-each ``key``, ``!key``, ``key=value``, ``key==value``, ``key!=value``,
-``key in (a,b)`` or ``key notin (a,b)``. A malformed selector is a 400.
+Comma-separated requirements, each ``key``, ``!key``, ``key=value``,
+``key==value``, ``key!=value``, ``key in (a,b)`` or ``key notin (a,b)``.
+
+Two users: ``DEPLOYWATCH_LABEL_SELECTOR`` is parsed here so that a typo stops
+deploywatch before it connects (the API server would answer 400 on every
+request), and the emulated API server filters LIST and WATCH with it.
 """
 import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
-
-from deploywatch.testing.errors import ApiError
 
 _SET = re.compile(r'^\s*(?P<key>[^\s!=,()]+)\s+(?P<op>in|notin)\s+\((?P<values>[^()]*)\)\s*$')
 _EQUALITY = re.compile(r'^\s*(?P<key>[^\s!=,()]+)\s*(?P<op>==|=|!=)\s*(?P<value>[^\s!=,()]*)\s*$')
@@ -72,4 +73,4 @@ def _requirement(part: str) -> Requirement:
         return Requirement(match['key'], op, frozenset({match['value']}))
     if match := _EXISTS.match(part):
         return Requirement(match['key'], '!exists' if match['not'] else 'exists')
-    raise ApiError.bad_request(f'unable to parse requirement: {part.strip()!r}')
+    raise ValueError(f'unable to parse requirement: {part.strip()!r}')
