@@ -64,6 +64,7 @@ also runs, so no lock is needed and no RESYNC can interleave with a DELETED.
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,8 +74,11 @@ import kopf
 from deploywatch import settings as settings_module
 from deploywatch import state, watching
 from deploywatch.output import LineWriter
+from deploywatch.output import encode as encode_json
 from deploywatch.preflight import check_credentials_or_exit
 from deploywatch.resync import resync_forever
+from deploywatch.shaping import Shaper
+from deploywatch.text import TextEncoder
 from deploywatch.tracker import Tracker
 
 logger = logging.getLogger('deploywatch')
@@ -82,7 +86,10 @@ logger = logging.getLogger('deploywatch')
 SETTINGS = settings_module.load_or_exit(os.environ)
 check_credentials_or_exit(os.environ)
 TRACKER = Tracker(redact=SETTINGS.redact)
-WRITER = LineWriter()
+WRITER = LineWriter(
+    encode=(TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+            if SETTINGS.output_format == 'text' else encode_json),
+    select=Shaper.from_settings(SETTINGS))
 _background: set[asyncio.Task[None]] = set()
 
 # Kopf retries every failed request 8 times over ~54 s, 403 Forbidden included. deploywatch
@@ -118,6 +125,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = not _namespace_globs_given(settings)
     settings.networking.error_backoffs = REQUEST_BACKOFFS
     settings.persistence.diffbase_storage = NoDiffBase()
+    if SETTINGS.label_selector:  # filtered by the API server, in every LIST and WATCH
+        settings.watching.label_selectors['apps', 'v1', 'deployments'] = SETTINGS.label_selector
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # neither --verbose nor --debug
         # Kopf logs "Handler succeeded" at INFO for every event: the event is on stdout already.
         logging.getLogger('kopf.objects').setLevel(logging.WARNING)

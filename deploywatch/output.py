@@ -36,22 +36,42 @@ def _stop_quietly() -> None:
     signal.raise_signal(signal.SIGTERM)
 
 
+Encoder = Callable[[Mapping[str, Any]], bytes]
+Selector = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+def _everything(event: dict[str, Any]) -> dict[str, Any] | None:
+    return event
+
+
 class LineWriter:
+    """
+    Writes events: ``select`` decides what of each is written (``shaping.Shaper``),
+    ``encode`` how (JSON here, or ``text.TextEncoder``).
+    """
+
     def __init__(
             self,
             stream: BinaryIO | None = None,
             *,
+            encode: Encoder = encode,
+            select: Selector = _everything,
             on_reader_gone: Callable[[], None] = _stop_quietly,
     ) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._encode = encode
+        self._select = select
         self._on_reader_gone = on_reader_gone
         self.reader_gone = False
 
-    def write(self, event: Mapping[str, Any]) -> None:
+    def write(self, event: dict[str, Any]) -> None:
         if self.reader_gone:
             return
+        selected = self._select(event)
+        if selected is None:
+            return
         try:
-            self._stream.write(encode(event))
+            self._stream.write(self._encode(selected))
             self._stream.flush()
         except BrokenPipeError:
             self.reader_gone = True

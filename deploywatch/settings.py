@@ -19,7 +19,10 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from deploywatch.selectors import Selector
+
 PREFIX = 'DEPLOYWATCH_'
+EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'RESYNC'})
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,27 @@ def _state_path(text: str) -> pathlib.Path | None:
     if not path.parent.is_dir() or not os.access(path.parent, os.W_OK) or path.is_dir():
         raise ValueError(text)
     return path
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(text)
+        return value
+    return parse
+
+
+def _types(text: str) -> frozenset[str]:
+    names = {part.strip().upper() for part in text.split(',') if part.strip()}
+    if not names or not names <= EVENT_TYPES:
+        raise ValueError(text)
+    return frozenset(names)
+
+
+def _label_selector(text: str) -> str:
+    Selector.parse(text)  # raises ValueError on a malformed selector, as the API server would
+    return text.strip()
 
 
 def _setting(*, env: str, default: Any, parse: Callable[[str], Any], accepts: str, doc: str) -> Any:
@@ -84,6 +108,45 @@ class Settings:
         doc="Keep what was printed last in this file, so that a restart prints only what "
             "changed while deploywatch was down (ADDED, MODIFIED and DELETED marked inferred) "
             "instead of every Deployment again. Off by default: the file must be on a volume.",
+    )
+
+    output_format: str = _setting(
+        env='FORMAT', default='json', parse=_choice('json', 'text'),
+        accepts='json or text',
+        doc="json: one JSON object per line (schema deploywatch/v1), for pipelines. text: one "
+            "short aligned line per event (time, type, namespace/name, ready/desired, images, "
+            "changed paths), coloured when stdout is a terminal and NO_COLOR is unset.",
+    )
+    label_selector: str = _setting(
+        env='LABEL_SELECTOR', default='', parse=_label_selector,
+        accepts='a Kubernetes label selector, e.g. "app=web,tier in (front,back),!canary"',
+        doc="Only Deployments matching it, filtered by the API server. A Deployment whose labels "
+            "stop matching is reported as DELETED (and as ADDED when it matches again), as "
+            "kubectl get -w -l does.",
+    )
+    printed_types: frozenset[str] = _setting(
+        env='TYPES', default=EVENT_TYPES, parse=_types,
+        accepts='a comma-separated subset of ADDED,MODIFIED,DELETED,RESYNC',
+        doc="Print only these event types, e.g. ADDED,DELETED for an inventory without update "
+            "noise. The others are still tracked: a MODIFIED's old is the previous state seen.",
+    )
+    ignore_status: bool = _setting(
+        env='IGNORE_STATUS', default=False, parse=_boolean,
+        accepts='true or false',
+        doc="Drop MODIFIED events that change nothing but status (the deployment controller "
+            "reporting a rollout's progress).",
+    )
+    include_old: bool = _setting(
+        env='OLD', default=True, parse=_boolean,
+        accepts='true or false',
+        doc="Include old (the previous state) in MODIFIED; the diff stays. false roughly halves "
+            "MODIFIED lines.",
+    )
+    object_detail: str = _setting(
+        env='OBJECT', default='full', parse=_choice('full', 'summary'),
+        accepts='full or summary',
+        doc="full: the whole Deployment in object (and old). summary: no object and no old, only "
+            "identity, summary and diff: the smallest lines.",
     )
 
     @classmethod

@@ -1,0 +1,103 @@
+"""
+``python -m deploywatch`` (also the ``deploywatch`` command): help, checks, rendering.
+
+deploywatch itself runs under Kopf (``kopf run operator/handlers.py ...``); this
+command is the companion a person reaches for first:
+
+* ``--help`` lists every ``DEPLOYWATCH_*`` variable with its default and
+  meaning, generated from ``deploywatch.settings.Settings`` (the one place
+  where settings are defined), so it cannot drift from what is validated;
+* ``check`` validates the environment and the credentials without connecting;
+* ``render`` turns a saved JSON stream into the text format.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import textwrap
+from collections.abc import Sequence
+from typing import TextIO
+
+from deploywatch import preflight, settings
+from deploywatch.text import TextEncoder
+
+USAGE = """\
+deploywatch prints every apps/v1 Deployment event as one JSON line on stdout.
+It runs under Kopf:
+
+  kopf run operator/handlers.py --namespace=default   # one namespace; repeatable; globs
+  kopf run operator/handlers.py --all-namespaces       # the whole cluster
+
+Namespaces, peering, liveness and log verbosity are Kopf's flags (kopf run --help).
+Everything else is an environment variable:
+"""
+
+
+def variables_help() -> str:
+    lines = []
+    for field in dataclasses.fields(settings.Settings):
+        default = field.default
+        if isinstance(default, frozenset):
+            default = ','.join(sorted(default))
+        if isinstance(default, bool):
+            default = str(default).lower()
+        shown = 'unset' if default in (None, '') else default
+        lines.append(f"  {field.metadata['env']}  (default: {shown}; accepts {field.metadata['accepts']})")
+        lines.extend(textwrap.wrap(field.metadata['doc'], width=88, initial_indent=' ' * 6,
+                                   subsequent_indent=' ' * 6))
+    return '\n'.join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='deploywatch', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=USAGE + '\n' + variables_help(),
+        epilog='The event schema: deploywatch/schema/event-v1.json (schema deploywatch/v1).')
+    commands = parser.add_subparsers(dest='command', metavar='{check,render}')
+    commands.add_parser('check', help='validate DEPLOYWATCH_* and the credentials without connecting')
+    render = commands.add_parser('render', help='print a saved JSON stream in the text format')
+    render.add_argument('file', nargs='?', type=argparse.FileType('r'), default=sys.stdin,
+                        help='a file of deploywatch JSON lines (default: stdin)')
+    arguments = parser.parse_args(argv)
+
+    if arguments.command == 'check':
+        return check()
+    if arguments.command == 'render':
+        return render_stream(arguments.file)
+    parser.print_help()
+    return 0
+
+
+def check() -> int:
+    """Exit 0 with a summary, or 2 with the same one line ``kopf run`` would print."""
+    loaded = settings.load_or_exit(os.environ)
+    preflight.check_credentials_or_exit(os.environ)
+    for name in settings.Settings.unknown_variables(os.environ):
+        print(f'deploywatch: warning: {name} is not a deploywatch setting (a typo?)', file=sys.stderr)
+    values = ', '.join(f'{field.name}={getattr(loaded, field.name)!r}'
+                       for field in dataclasses.fields(loaded))
+    print(f'deploywatch: configuration ok: {values}')
+    return 0
+
+
+def render_stream(source: TextIO) -> int:
+    encoder = TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+    try:
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                print(f'deploywatch: line {number} is not JSON; skipped', file=sys.stderr)
+                continue
+            sys.stdout.buffer.write(encoder(event))
+            sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

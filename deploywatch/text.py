@@ -1,0 +1,127 @@
+"""
+The text format (``DEPLOYWATCH_FORMAT=text``): one short aligned line per event.
+
+For a person watching a rollout in a terminal, like ``kubectl get deploy -w``
+but with what changed::
+
+    TIME (UTC)    TYPE      NAMESPACE/NAME                READY   IMAGES             CHANGES
+    16:22:17.927  MODIFIED  default/frontend              0/3     nginx:1.25         spec.replicas 2→3
+
+It is rendered from the JSON event alone (a pure function of one line), so a
+saved JSON stream renders the same later: ``python -m deploywatch render``.
+Columns have fixed widths; a longer value pushes the rest of its line right
+rather than being cut, since a truncated name is worse than a ragged line.
+"""
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from deploywatch.diffing import IGNORED_PATHS
+
+HEADER = ('TIME (UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'CHANGES')
+WIDTHS = (12, 8, 28, 6, 18)  # the last column takes the rest
+MAX_CHANGES = 4
+# Paths that change along with the ones worth showing, and only repeat them.
+NOISE = ('/metadata/generation', '/status/observedGeneration', '/status/conditions')
+
+FIRST = ['spec', 'metadata', 'status']  # the order changes are listed in: what was asked for first
+COLOURS = {'ADDED': '32', 'MODIFIED': '33', 'DELETED': '31', 'RESYNC': '2'}  # green, yellow, red, dim
+
+
+def columns(cells: tuple[str, ...]) -> str:
+    padded = [cell.ljust(width) for cell, width in zip(cells, WIDTHS, strict=False)]
+    return '  '.join([*padded, *cells[len(WIDTHS):]]).rstrip()
+
+
+def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
+    summary = event.get('summary') or {}
+    kind = str(event.get('type'))
+    cells = (
+        str(event.get('time', ''))[11:23],
+        kind,
+        f"{event.get('namespace')}/{event.get('name')}",
+        f"{summary.get('readyReplicas', 0)}/{summary.get('replicas', 0)}",
+        ','.join(summary.get('images') or []) or '-',
+        changes(event),
+    )
+    line = columns(cells)
+    if colour and kind in COLOURS:
+        start = line.index(kind, len(cells[0]))
+        line = f'{line[:start]}\x1b[{COLOURS[kind]}m{kind}\x1b[0m{line[start + len(kind):]}'
+    return line
+
+
+def changes(event: Mapping[str, Any]) -> str:
+    """``path old→new`` for each change of a MODIFIED, spec first, then metadata and status."""
+    marks = []
+    if event.get('type') == 'ADDED' and event.get('initial'):
+        marks.append('(listed)')
+    if event.get('inferred'):
+        marks.append('(inferred: seen by listing again)')
+    shown = sorted((op for op in event.get('diff') or []
+                    if op['path'] not in IGNORED_PATHS and not op['path'].startswith(NOISE)),
+                   key=lambda op: FIRST.index(op['path'].split('/')[1]) if op['path'].split('/')[1] in FIRST
+                   else len(FIRST))
+    parts = [_change(op, event.get('old')) for op in shown]
+    if len(parts) > MAX_CHANGES:
+        parts = [*parts[:MAX_CHANGES], f'+{len(parts) - MAX_CHANGES} more']
+    return '  '.join([*parts, *marks])
+
+
+def _change(operation: Mapping[str, Any], old: Any) -> str:
+    path = operation['path']
+    tokens = [token.replace('~1', '/').replace('~0', '~') for token in path.split('/')[1:]]
+    before = _resolve(old, tokens)
+    if tokens[:4] == ['spec', 'template', 'spec', 'containers'] and tokens[-1:] == ['image']:
+        return f"image {_value(before)}→{_short_image(before, operation.get('value'))}"
+    where = '.'.join(tokens)
+    if operation['op'] == 'remove':
+        return f'{where} {_value(before)}→∅'
+    if operation['op'] == 'add':
+        value = operation.get('value')
+        return f"{where} +{','.join(value)}" if isinstance(value, Mapping) else f'{where} ∅→{_value(value)}'
+    return f"{where} {_value(before)}→{_value(operation.get('value'))}"
+
+
+def _short_image(before: Any, after: Any) -> str:
+    """``nginx:1.25→1.27`` rather than repeating the repository."""
+    if isinstance(before, str) and isinstance(after, str) and ':' in before and ':' in after:
+        repository, _, _ = before.rpartition(':')
+        if after.startswith(repository + ':'):
+            return after[len(repository) + 1:]
+    return _value(after)
+
+
+def _resolve(document: Any, tokens: list[str]) -> Any:
+    for token in tokens:
+        if isinstance(document, Mapping):
+            document = document.get(token)
+        elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
+            document = document[int(token)]
+        else:
+            return None
+    return document
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return '{…}'
+    if isinstance(value, list):
+        return '[…]'
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + '…'
+
+
+class TextEncoder:
+    """The text format as a line encoder for ``output.LineWriter``: a header, then one line per event."""
+
+    def __init__(self, *, colour: bool) -> None:
+        self._colour = colour
+        self._header_done = False
+
+    def __call__(self, event: Mapping[str, Any]) -> bytes:
+        line = render(event, colour=self._colour)
+        if not self._header_done:
+            self._header_done = True
+            line = columns(HEADER) + '\n' + line
+        return line.encode('utf-8', errors='backslashreplace') + b'\n'
