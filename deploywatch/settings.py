@@ -133,8 +133,8 @@ class Settings:
     ignore_status: bool = _setting(
         env='IGNORE_STATUS', default=False, parse=_boolean,
         accepts='true or false',
-        doc="Drop MODIFIED events that change nothing but status (the deployment controller "
-            "reporting a rollout's progress).",
+        doc="Drop MODIFIED events that change nothing but status and the revision annotation: "
+            "the deployment controller reporting a rollout's progress.",
     )
     include_old: bool = _setting(
         env='OLD', default=True, parse=_boolean,

@@ -7,6 +7,7 @@ dropped status-only one still diffs against the state before it, and RESYNC
 still re-announces the current state. Shaping only decides what reaches stdout.
 """
 import dataclasses
+from typing import Any
 
 from deploywatch.events import Event
 from deploywatch.settings import Settings
@@ -37,6 +38,22 @@ class Shaper:
         return event
 
 
+REVISION = 'deployment.kubernetes.io/revision'
+
+
 def is_status_only(event: Event) -> bool:
-    """A MODIFIED whose diff touches nothing outside ``status`` (an empty diff included)."""
-    return all(operation['path'].startswith('/status') for operation in event['diff'])
+    """
+    A MODIFIED that only reports the deployment controller's progress (an empty diff too).
+
+    That is ``status``, plus the revision annotation: the controller writes it
+    through the status subresource along with the status it belongs to.
+    """
+    return all(_is_controller_bookkeeping(operation) for operation in event['diff'])
+
+
+def _is_controller_bookkeeping(operation: dict[str, Any]) -> bool:
+    path = operation['path']
+    if path.startswith('/status') or path == '/metadata/annotations/deployment.kubernetes.io~1revision':
+        return True
+    value = operation.get('value')
+    return path == '/metadata/annotations' and isinstance(value, dict) and set(value) == {REVISION}

@@ -60,9 +60,11 @@ StartOperator = Callable[..., OperatorProcess]
 def start_operator(operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Iterator[StartOperator]:
     started: list[OperatorProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> OperatorProcess:
+    def start(*args: str, env: dict[str, str] | None = None, text: bool = False,
+              tty: bool = False) -> OperatorProcess:
         process = OperatorProcess(kubeconfig=operator_kubeconfig, args=list(args), env=env,
-                                  stderr_path=tmp_path / f'operator-{len(started)}.stderr')
+                                  stderr_path=tmp_path / f'operator-{len(started)}.stderr',
+                                  text=text, tty=tty)
         started.append(process)
         return process
 

@@ -9,13 +9,14 @@ into a failure with the events seen so far in the message).
 import json
 import os
 import pathlib
+import pty
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import IO, Any
 
 import jsonschema
 
@@ -39,25 +40,54 @@ def operator_env(kubeconfig: pathlib.Path, extra: Mapping[str, str] | None = Non
 
 
 class OperatorProcess:
+    """
+    The operator with its stdout read line by line: as JSON events (validated), or with
+    ``text=True`` as plain lines in ``lines`` (the text format), optionally through a
+    pseudo-terminal (``tty=True``) to see what a person at a terminal sees.
+    """
+
     def __init__(self, *, kubeconfig: pathlib.Path, args: list[str], stderr_path: pathlib.Path,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, text: bool = False, tty: bool = False) -> None:
         self.stderr_path = stderr_path
         self.events: list[Event] = []
+        self.lines: list[str] = []
+        self._text = text
         self._problems: list[str] = []
         self._changed = threading.Condition()
         self._reading = threading.Event()
         self._reading.set()
+        if tty:
+            reader, writer = pty.openpty()
+            stdout: int = writer
+        else:
+            stdout = subprocess.PIPE
         self.process = subprocess.Popen(
             [str(KOPF), 'run', str(HANDLERS), *args],
-            stdout=subprocess.PIPE, stderr=stderr_path.open('wb'), stdin=subprocess.DEVNULL,
+            stdout=stdout, stderr=stderr_path.open('wb'), stdin=subprocess.DEVNULL,
             env=operator_env(kubeconfig, env), cwd=REPO)
+        if tty:
+            os.close(writer)
+            self._stdout: IO[bytes] = os.fdopen(reader, 'rb')
+        else:
+            assert self.process.stdout is not None
+            self._stdout = self.process.stdout
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
+    def _lines(self) -> Iterator[bytes]:
+        try:
+            yield from self._stdout
+        except OSError:  # a pseudo-terminal's end: EIO once the process has closed it
+            return
+
     def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
+        for raw in self._lines():
             self._reading.wait()
+            if self._text:
+                with self._changed:
+                    self.lines.append(raw.decode().rstrip('\r\n'))
+                    self._changed.notify_all()
+                continue
             try:
                 event = json.loads(raw)
                 VALIDATOR.validate(event)
@@ -91,6 +121,19 @@ class OperatorProcess:
 
     def check(self) -> None:
         assert not self._problems, self._problems
+
+    def wait_for_line(self, text: str, *, timeout: float = WAIT) -> str:
+        """The first text-format line containing ``text``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.process.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f'no line with {text!r}; lines: {self.lines}\n{self.stderr[-2000:]}')
+                self._changed.wait(remaining)
 
     def wait_for(self, predicate: Predicate, *, what: str, timeout: float = WAIT, after: int = 0) -> Event:
         """The first event (from index ``after`` on) that matches; fail after the bound."""

@@ -21,6 +21,11 @@ BAD_VALUES = [
     ('DEPLOYWATCH_RESYNC_SECONDS', '1e999'),
     ('DEPLOYWATCH_RESYNC_SECONDS', 'nan'),
     ('DEPLOYWATCH_REDACT', 'maybe'),
+    ('DEPLOYWATCH_FORMAT', 'xml'),
+    ('DEPLOYWATCH_LABEL_SELECTOR', 'tier in (front'),
+    ('DEPLOYWATCH_TYPES', 'ADDED,CREATED'),
+    ('DEPLOYWATCH_OBJECT', 'tiny'),
+    ('DEPLOYWATCH_STATE_FILE', '/nonexistent-dir/state.json'),
 ]
 
 

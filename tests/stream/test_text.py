@@ -1,0 +1,52 @@
+"""Text format for people at a terminal: aligned lines, changes in short form, colour only on a TTY."""
+import pytest
+
+from deploywatch.testing.factory import deployment
+from tests.conftest import StartOperator
+from tests.harness.clusters import Cluster
+
+ESCAPE = '\x1b['
+
+
+def test_text_lines_show_identity_replicas_images_and_changes(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('web', namespace=namespace, replicas=1))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True)
+
+    listed = operator.wait_for_line(f'{namespace}/web')
+    cluster.patch(namespace, 'web', {'spec': {'replicas': 3}})
+    scaled = operator.wait_for_line('spec.replicas 1→3')
+    cluster.patch(namespace, 'web', {'spec': {'template': {'spec': {'containers': [
+        {'name': 'app', 'image': 'nginx:1.27'}]}}}})
+    image = operator.wait_for_line('image nginx:1.25→1.27')
+    cluster.finish_rollout(namespace, 'web')
+    status = operator.wait_for_line('status.')
+    cluster.delete(namespace, 'web')
+    deleted = operator.wait_for_line('DELETED')
+
+    header = ['TIME', '(UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'CHANGES']
+    assert operator.lines[0].split() == header
+    assert listed.split()[1:5] == ['ADDED', f'{namespace}/web', '0/1', 'nginx:1.25']
+    assert '(listed)' in listed
+    assert scaled.split()[1:4] == ['MODIFIED', f'{namespace}/web', '0/3']
+    assert 'nginx:1.27' in image.split()[4]
+    assert status.split()[1] == 'MODIFIED'
+    assert deleted.split()[1:3] == ['DELETED', f'{namespace}/web']
+    # Aligned: the type column starts at the same offset on every line.
+    assert {line.index(line.split()[1], 12) for line in operator.lines[1:]} == {14}
+    assert not any(ESCAPE in line for line in operator.lines)  # a pipe gets no colour
+
+
+@pytest.mark.parametrize(('no_color', 'coloured'), [(None, True), ('1', False)])
+def test_colour_only_on_a_terminal_without_no_color(
+        cluster: Cluster, start_operator: StartOperator, no_color: str | None, coloured: bool) -> None:
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('web', namespace=namespace))
+    env = {'DEPLOYWATCH_FORMAT': 'text', **({'NO_COLOR': no_color} if no_color else {})}
+    operator = start_operator(f'--namespace={namespace}', env=env, text=True, tty=True)
+
+    line = operator.wait_for_line(f'{namespace}/web')
+
+    assert (f'{ESCAPE}32mADDED{ESCAPE}0m' in line) is coloured
+    assert (ESCAPE in line) is coloured
