@@ -94,7 +94,7 @@ _background: set[asyncio.Task[None]] = set()
 
 # Kopf retries every failed request 8 times over ~54 s, 403 Forbidden included. deploywatch
 # wants a missing permission reported within seconds, and retries outages itself, forever,
-# with a relist (deploywatch.watching): so each request only gets a short retry budget.
+# resuming the watch where it broke (deploywatch.watching): so each request gets a short budget.
 REQUEST_BACKOFFS = (0.5, 1.0, 2.0)
 
 
