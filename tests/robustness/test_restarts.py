@@ -3,6 +3,7 @@ import pathlib
 import signal
 
 from deploywatch import state
+from deploywatch.tracker import decode
 from tests.harness.driver import Driver
 from tests.harness.operator import OperatorProcess, eventually, of
 from tests.harness.truth import wait_until_consistent
@@ -10,8 +11,10 @@ from tests.robustness.conftest import Start
 
 
 def _saved_version(path: pathlib.Path, uid: str) -> str | None:
-    saved = state.load(path) if path.exists() else None
-    version: str | None = (saved or {}).get(uid, {}).get('metadata', {}).get('resourceVersion')
+    saved = (state.load(path) if path.exists() else None) or {}
+    if uid not in saved:
+        return None
+    version: str | None = decode(saved[uid])['metadata']['resourceVersion']
     return version
 
 

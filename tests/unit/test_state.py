@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 
 from deploywatch import state
-from deploywatch.tracker import Tracker
+from deploywatch.tracker import Tracker, encode
 
-PRINTED: dict[str, dict[str, Any]] = {
+OBJECTS: dict[str, dict[str, Any]] = {
     'u-1': {'metadata': {'name': 'web', 'namespace': 'default', 'uid': 'u-1', 'resourceVersion': '7',
                          'labels': {'emoji': '🚀', 'accent': 'café'}}},
     'u-2': {'metadata': {'name': 'api', 'namespace': 'prod', 'uid': 'u-2', 'resourceVersion': '9'}},
 }
+PRINTED = {uid: encode(obj) for uid, obj in OBJECTS.items()}
 
 
 def test_saved_memory_loads_back_identical(tmp_path: pathlib.Path) -> None:
@@ -33,17 +34,16 @@ def test_a_torn_or_corrupt_file_is_reported_and_ignored(
         tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, damage: str) -> None:
     path = tmp_path / 'state.json'
     state.save(path, PRINTED)
-    text = path.read_text()
+    data = path.read_bytes()
+    header, _, body = data.partition(b'\n')
     damaged = {
-        'torn': text[: len(text) // 2],
-        'bit-flip': text.replace('"7"', '"8"'),
-        'not-json': '{"format": ',
-        'wrong-format': json.dumps({**json.loads(text), 'format': 'something-else/9'}),
-    }.get(damage)
-    if damaged is None:
-        path.write_bytes(b'\xff\xfe\x00garbage')
-    else:
-        path.write_text(damaged)
+        'torn': data[: len(data) // 2],
+        'bit-flip': data.replace(b'"7"', b'"8"'),
+        'not-json': b'{"format": ',
+        'wrong-format': json.dumps({**json.loads(header), 'format': 'other/9'}).encode() + b'\n' + body,
+        'binary': b'\xff\xfe\x00garbage',
+    }[damage]
+    path.write_bytes(damaged)
 
     with caplog.at_level(logging.WARNING, logger='deploywatch'):
         assert state.load(path) is None
@@ -59,11 +59,11 @@ def test_keep_saved_saves_changes_and_once_more_when_stopped(
     async def scenario() -> list[set[str]]:
         seen: list[set[str]] = []
         task = asyncio.create_task(state.keep_saved(tracker, path))
-        tracker.observe(None, PRINTED['u-1'])
+        tracker.observe(None, OBJECTS['u-1'])
         while not path.exists():
             await asyncio.sleep(0.01)
         seen.append(set(state.load(path) or {}))
-        tracker.observe(None, PRINTED['u-2'])
+        tracker.observe(None, OBJECTS['u-2'])
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         seen.append(set(state.load(path) or {}))
