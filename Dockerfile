@@ -1,0 +1,37 @@
+# deploywatch as a cluster operator image. Build: `docker build -t deploywatch .`
+# Run it in a cluster with the manifests: `kubectl apply -k manifests/` (docs/install.md).
+#
+# No container engine runs where deploywatch is developed, so tests/deploy/test_image.py
+# repeats this file without one: it copies the same files (by .dockerignore), runs the same
+# RUN line into a fresh venv, then the ENTRYPOINT and CMD below with this ENV, as USER, on a
+# read-only root filesystem, against the emulated API server. `hadolint Dockerfile` lints it.
+
+# The same Python minor as the tests run on; pinned to the patch release, slim Debian.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY deploywatch ./deploywatch
+# A venv at its final path (a venv cannot be moved): the runtime stage copies it whole.
+RUN python -m venv /opt/deploywatch \
+ && /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check .
+
+FROM ${PYTHON_IMAGE}
+COPY --from=build /opt/deploywatch /opt/deploywatch
+# PYTHONDONTWRITEBYTECODE: nothing is written at run time (pip compiled the bytecode at build
+# time), so the root filesystem can be read-only. USER: Kopf names itself "user@host" with
+# getpass.getuser(), which fails for a UID without a passwd entry (65532 here, or whatever
+# UID a cluster assigns) unless USER is set. In a pod, POD_ID (manifests/) names it instead.
+ENV PATH=/opt/deploywatch/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    USER=deploywatch
+# A numeric non-root user, so that runAsNonRoot can verify it without /etc/passwd.
+USER 65532:65532
+EXPOSE 8080
+# The installed handlers (-m), so the image does not depend on this repository's layout;
+# Kopf's liveness endpoint on 8080 (the Deployment's livenessProbe). The CMD is the scope:
+# the whole cluster unless arguments (--namespace=...) replace it.
+ENTRYPOINT ["kopf", "run", "-m", "deploywatch.handlers", "--liveness=http://0.0.0.0:8080/healthz"]
+CMD ["--all-namespaces"]

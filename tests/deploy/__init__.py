@@ -1,0 +1,1 @@
+"""Tests of what ships deploywatch to a cluster: the image, the manifests, their RBAC."""
