@@ -36,5 +36,14 @@ unit: $(STAMP) ## Only the fast tests that start no process
 run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces
 	$(BIN)/kopf run operator/handlers.py --all-namespaces
 
+.PHONY: bench bench-quick
+bench: $(STAMP) ## Benchmark against kubectl, a raw watch loop and Kopf, and profile (~5 min; bench/results/)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP) ## The same benchmark with smaller N and M, no profile (~1 min)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run --quick
+
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

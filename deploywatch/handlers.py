@@ -50,7 +50,7 @@ Settings that keep it read-only and quiet
 * Scanning of namespaces and CRDs is off unless a ``--namespace`` pattern is a
   glob: Deployments are built in, so CRD watching is useless, and namespace
   watching is only needed to resolve globs. This keeps the RBAC to
-  get/list/watch on deployments (plus list/watch on namespaces and CRDs only
+  list and watch on deployments (plus list/watch on namespaces and CRDs only
   for glob patterns).
 
 Beyond handlers, deploywatch hooks into Kopf's watch stream to learn when a
