@@ -150,19 +150,9 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal,
             async with kopf_watching.streaming_block(resource=resource, namespace=namespace,
                                                      operator_paused=operator_paused) as paused:
                 if version is None:
-                    listed: set[str] = set()
-                    listed_at = ''
-                    async for chunk, chunk_version in kopf_fetching.fetch_objs(
-                            settings=settings, resource=resource, namespace=namespace, logger=logger):
-                        listed_at = chunk_version  # the same for every chunk of one listing
-                        for obj in chunk:
-                            listed.add(identity(obj))
-                            deliver(None, obj, False)
-                    NOTICE.recovered()
-                    for gone in unlisted(namespace, listed):
-                        deliver('DELETED', gone, True)
+                    version = await _relist(deliver=deliver, unlisted=unlisted, settings=settings,
+                                            resource=resource, namespace=namespace)
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
-                    version = listed_at
                 while version is not None and not paused.done():
                     async for raw in kopf_watching.watch_objs(settings=settings, resource=resource,
                                                               namespace=namespace, since=version,
@@ -188,6 +178,28 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal,
             logger.warning(f"Watching deployments {where} failed ({error!r}); {then} in {backoff:.0f}s.")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_LIMIT)
+
+
+async def _relist(*, deliver: Deliver, unlisted: Inferrer, settings: Any, resource: Any,
+                  namespace: Any) -> str:
+    """
+    List, deliver every object, then the inferred deletions; the listing's resourceVersion.
+
+    A function of its own so that the last page of objects is freed when it returns,
+    not kept alive by a loop variable for as long as the watch that follows runs.
+    """
+    listed: set[str] = set()
+    listed_at = ''
+    async for chunk, chunk_version in kopf_fetching.fetch_objs(
+            settings=settings, resource=resource, namespace=namespace, logger=logger):
+        listed_at = chunk_version  # the same for every page of one listing
+        for obj in chunk:
+            listed.add(identity(obj))
+            deliver(None, obj, False)
+    NOTICE.recovered()
+    for gone in unlisted(namespace, listed):
+        deliver('DELETED', gone, True)
+    return listed_at
 
 
 def _forbidden(error: kopf_errors.APIForbiddenError, *, where: str, before_exit: Fatal) -> None:
