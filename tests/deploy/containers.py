@@ -7,27 +7,17 @@ image's CMD), with the image's ENV plus the container's ``env``. :func:`argv` an
 :class:`Replica` runs the result and reads stdout as the event stream, every line
 validated against the shipped JSON schema.
 """
-import json
 import pathlib
 import signal
 import socket
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import jsonschema
 
 from tests.deploy.dockerfile import Image
-from tests.deploy.manifests import REPO, Obj
+from tests.deploy.manifests import Obj
+from tests.harness.operator import WAIT, Event, OperatorProcess
 
-SCHEMA = json.loads((REPO / 'deploywatch' / 'schema' / 'event-v1.json').read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
-WAIT = 30.0
 IMAGE_LIVENESS = '--liveness=http://0.0.0.0:8080/healthz'
-
-Event = dict[str, Any]
 
 
 def argv(image: Image, container: Obj) -> list[str]:
@@ -68,46 +58,12 @@ def environment(image: Image, container: Obj, *, venv: pathlib.Path, pod: str,
     return env
 
 
-class Replica:
-    """One running container; stdout parsed as events, stderr kept in a file."""
+class Replica(OperatorProcess):
+    """One running container (its entrypoint and exactly its environment); stdout parsed as events."""
 
     def __init__(self, command: list[str], *, env: Mapping[str, str], stderr_path: pathlib.Path,
                  cwd: pathlib.Path = pathlib.Path('/')) -> None:
-        self.stderr_path = stderr_path
-        self.events: list[Event] = []
-        self._problems: list[str] = []
-        self._changed = threading.Condition()
-        with stderr_path.open('wb') as stderr:
-            self.process = subprocess.Popen(command, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.PIPE, stderr=stderr)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            try:
-                event = json.loads(raw)
-                VALIDATOR.validate(event)
-            except (ValueError, jsonschema.ValidationError) as error:
-                with self._changed:
-                    self._problems.append(f'invalid line {raw[:300]!r}: {error}')
-                continue
-            with self._changed:
-                self.events.append(event)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors='replace')
-
-    def wait_for(self, predicate: Callable[[Event], bool], *, what: str, timeout: float = WAIT) -> Event:
-        """The first event that matches; fail after the bound, with what was printed."""
-        def first(events: list[Event]) -> list[Event]:
-            return [event for event in events if predicate(event)][:1]
-        return self.wait_until(first, what=what, timeout=timeout)[0]
+        super().__init__(command=command, environment=env, stderr_path=stderr_path, cwd=cwd)
 
     def wait_until(self, condition: Callable[[list[Event]], list[Event]], *, what: str,
                    timeout: float = WAIT) -> list[Event]:
@@ -130,17 +86,9 @@ class Replica:
         with self._changed:
             return [e['name'] for e in self.events if type_ is None or e['type'] == type_]
 
-    def stop(self, timeout: float = 20.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """SIGTERM, as the kubelet stops a container; its exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        self._reader.join(timeout=5)
-        return code
+        return super().stop(sig, timeout=timeout)
 
 
 def named(name: str, type_: str | None = None) -> Callable[[Event], bool]:

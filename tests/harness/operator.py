@@ -46,8 +46,14 @@ class OperatorProcess:
     pseudo-terminal (``tty=True``) to see what a person at a terminal sees.
     """
 
-    def __init__(self, *, kubeconfig: pathlib.Path, args: list[str], stderr_path: pathlib.Path,
-                 env: Mapping[str, str] | None = None, text: bool = False, tty: bool = False) -> None:
+    def __init__(self, *, kubeconfig: pathlib.Path | None = None, args: list[str] = (),  # type: ignore[assignment]
+                 stderr_path: pathlib.Path, env: Mapping[str, str] | None = None, text: bool = False,
+                 tty: bool = False, command: list[str] | None = None,
+                 environment: Mapping[str, str] | None = None, cwd: pathlib.Path = REPO) -> None:
+        """
+        ``kopf run operator/handlers.py ARGS`` with ``KUBECONFIG`` and ``env`` added to ours;
+        or, for a container's entrypoint, ``command`` with exactly ``environment``.
+        """
         self.stderr_path = stderr_path
         self.events: list[Event] = []
         self.lines: list[str] = []
@@ -56,15 +62,18 @@ class OperatorProcess:
         self._changed = threading.Condition()
         self._reading = threading.Event()
         self._reading.set()
+        if command is None:
+            assert kubeconfig is not None, 'kopf run needs a kubeconfig'
+            command = [str(KOPF), 'run', str(HANDLERS), *args]
+            environment = operator_env(kubeconfig, env)
         if tty:
             reader, writer = pty.openpty()
             stdout: int = writer
         else:
             stdout = subprocess.PIPE
-        self.process = subprocess.Popen(
-            [str(KOPF), 'run', str(HANDLERS), *args],
-            stdout=stdout, stderr=stderr_path.open('wb'), stdin=subprocess.DEVNULL,
-            env=operator_env(kubeconfig, env), cwd=REPO)
+        with stderr_path.open('wb') as stderr:
+            self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                            env=dict(environment or {}), cwd=cwd)
         if tty:
             os.close(writer)
             self._stdout: IO[bytes] = os.fdopen(reader, 'rb')
