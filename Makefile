@@ -25,7 +25,7 @@ test: lint typecheck ## Lint, type-check and run every test (real clusters too i
 	$(BIN)/pytest
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check deploywatch operator tests
+	$(BIN)/ruff check deploywatch operator tests bench
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
