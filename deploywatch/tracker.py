@@ -89,19 +89,19 @@ class Tracker:
         marks a DELETED that no watch event reported (see :meth:`unlisted`).
         """
         key = identity(raw)
+        self._unconfirmed.discard(key)
+        previous = self._printed.get(key)
+        version = _metadata(raw).get('resourceVersion')
+        if watch_type != 'DELETED' and previous is not None and previous.version == version:
+            return None  # the same state again (a relist, a replayed ADDED): nothing to clean or save
+
         obj = objects.clean(raw, redact=self._redact)
         observed = self._clock()
-        self._unconfirmed.discard(key)
         self.version += 1
-
         if watch_type == 'DELETED':
             self._printed.pop(key, None)
             return build(type=EventType.DELETED, obj=obj, observed=observed, inferred=inferred)
 
-        previous = self._printed.get(key)
-        version = _metadata(obj).get('resourceVersion')
-        if previous is not None and previous.version == version:
-            return None  # the same state again: a relist or a replayed ADDED
         self._printed[key] = Remembered(version, _metadata(obj).get('namespace'), encode(obj))
         if previous is None:
             return build(type=EventType.ADDED, obj=obj, observed=observed,
