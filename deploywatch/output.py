@@ -43,7 +43,7 @@ def _stop_quietly() -> None:
 
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
-Selector = Callable[[dict[str, Any]], dict[str, Any] | None]
+Select = Callable[[dict[str, Any]], dict[str, Any] | None]  # see shaping.Shaper
 
 
 def _everything(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -61,7 +61,7 @@ class LineWriter:
             stream: BinaryIO | None = None,
             *,
             encode: Encoder = encode,
-            select: Selector = _everything,
+            select: Select = _everything,
             on_reader_gone: Callable[[], None] = _stop_quietly,
     ) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
