@@ -13,20 +13,28 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from deploywatch.testing import ApiServer, ServerThread, User
-from tests.harness.clusters import Cluster, EmulatedCluster
+from tests.harness.clusters import EMULATED_OPERATORS, Cluster, EmulatedCluster
 from tests.harness.operator import OperatorProcess
 from tests.harness.rbac import rules_from_manifest
+from tests.harness.realk8s import ControlPlane
 from tests.harness.reporting import SOAK_FIGURES
 
 E2E_KUBECONFIG = 'DEPLOYWATCH_E2E_KUBECONFIG'
-OPERATOR_TOKEN = 'deploywatch-token'
-RBAC_MANIFEST = pathlib.Path(__file__).resolve().parents[1] / 'manifests' / 'base' / 'rbac.yaml'
+OPERATOR_TOKEN = EMULATED_OPERATORS['plain'][1]
+MANIFESTS = pathlib.Path(__file__).resolve().parents[1] / 'manifests'
+RBAC_MANIFEST = MANIFESTS / 'base' / 'rbac.yaml'
+GLOB_RBAC_MANIFEST = MANIFESTS / 'components' / 'namespace-globs' / 'rbac.yaml'
 
 
 @pytest.fixture
 def apiserver() -> Iterator[ServerThread]:
     server = ApiServer(bookmark_interval=1.0)
-    server.add_user(User('deploywatch', OPERATOR_TOKEN, rules_from_manifest(RBAC_MANIFEST)))
+    # The identities Cluster.operator_kubeconfig hands out, as a real cluster's ServiceAccounts.
+    plain = rules_from_manifest(RBAC_MANIFEST)
+    roles = {'plain': plain, 'globs': plain + rules_from_manifest(GLOB_RBAC_MANIFEST), 'none': ()}
+    for role, rules in roles.items():
+        user, token = EMULATED_OPERATORS[role]
+        server.add_user(User(user, token, rules))
     with ServerThread(server) as thread:
         yield thread
 
@@ -47,10 +55,17 @@ def cluster(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[
 
 @pytest.fixture
 def operator_kubeconfig(cluster: Cluster, tmp_path: pathlib.Path) -> pathlib.Path:
-    """Against the emulator: the read-only ServiceAccount of manifests/. Real: the given one."""
-    if isinstance(cluster, EmulatedCluster):
-        return cluster.server.kubeconfig(tmp_path / 'operator.kubeconfig', token=OPERATOR_TOKEN)
-    return cluster.kubeconfig
+    """The read-only ServiceAccount of manifests/, on either cluster: never the admin."""
+    return cluster.operator_kubeconfig(tmp_path / 'operator.kubeconfig')
+
+
+@pytest.fixture
+def control_plane(cluster: Cluster) -> ControlPlane:
+    """The loopback control plane's processes and audit log (real runs of ../shared/realk8s only)."""
+    found = ControlPlane.from_environment()
+    if cluster.emulated or found is None:
+        pytest.skip('needs the control plane of ../shared/realk8s (REALK8S_DIR): make e2e-local or CI')
+    return found
 
 
 StartOperator = Callable[..., OperatorProcess]
@@ -61,8 +76,8 @@ def start_operator(operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) ->
     started: list[OperatorProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None, text: bool = False,
-              tty: bool = False) -> OperatorProcess:
-        process = OperatorProcess(kubeconfig=operator_kubeconfig, args=list(args), env=env,
+              tty: bool = False, kubeconfig: pathlib.Path | None = None) -> OperatorProcess:
+        process = OperatorProcess(kubeconfig=kubeconfig or operator_kubeconfig, args=list(args), env=env,
                                   stderr_path=tmp_path / f'operator-{len(started)}.stderr',
                                   text=text, tty=tty)
         started.append(process)

@@ -18,8 +18,14 @@ import kubernetes
 
 from deploywatch.testing import ServerThread, controller, factory
 from deploywatch.testing.store import now
+from tests.harness import identity
 
 Obj = dict[str, Any]
+# The emulator's operator identities (user, token) per role of Cluster.operator_kubeconfig:
+# tests/conftest.py gives them the manifests' rules, as a real cluster's ServiceAccounts have.
+EMULATED_OPERATORS = {'plain': ('deploywatch', 'deploywatch-token'),
+                      'globs': ('deploywatch-globs', 'globs-operator-token'),
+                      'none': ('deploywatch-none', 'none-operator-token')}
 
 
 class Cluster:
@@ -28,6 +34,7 @@ class Cluster:
     def __init__(self, kubeconfig: pathlib.Path) -> None:
         self.kubeconfig = kubeconfig
         client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        self._client = client
         self._apps = kubernetes.client.AppsV1Api(client)
         self._core = kubernetes.client.CoreV1Api(client)
         self._namespaces: list[str] = []
@@ -42,6 +49,29 @@ class Cluster:
         self._core.create_namespace(cast(Any, factory.namespace(name)))
         self._namespaces.append(name)
         return name
+
+    def operator_kubeconfig(self, path: pathlib.Path, *, role: str = 'plain',
+                            server: str | None = None) -> pathlib.Path:
+        """
+        A kubeconfig for the operator: a ServiceAccount bound to the manifests' rules for
+        ``role`` (``plain``, ``globs``, ``none``), never the admin; through ``server`` if given.
+        """
+        account = identity.service_account(self._client, role=role)
+        token = identity.token(self._client, account)
+        return identity.kubeconfig_for(self.kubeconfig, token, path, server=server)
+
+    def operator_user(self, role: str = 'plain') -> str:
+        """The name the API server (and its audit log) knows the operator by."""
+        return identity.username(f'deploywatch-{role}')
+
+    def truth(self, namespaces: set[str] | None = None) -> dict[str, Obj]:
+        """Every Deployment the server holds now (in ``namespaces``), by uid."""
+        listed = self._raw(self._apps.list_deployment_for_all_namespaces(_preload_content=False))
+        return {item['metadata']['uid']: item for item in listed['items']
+                if namespaces is None or item['metadata']['namespace'] in namespaces}
+
+    def delete_namespace(self, name: str) -> None:
+        self._core.delete_namespace(name)
 
     def cleanup(self) -> None:
         for name in self._namespaces:
@@ -75,6 +105,19 @@ class EmulatedCluster(Cluster):
     def __init__(self, server: ServerThread, kubeconfig: pathlib.Path) -> None:
         super().__init__(kubeconfig)
         self.server = server
+
+    def operator_kubeconfig(self, path: pathlib.Path, *, role: str = 'plain',
+                            server: str | None = None) -> pathlib.Path:
+        """The emulator's operator identity: the ServiceAccount of manifests/ (its rules are set up front)."""
+        kubeconfig = self.server.kubeconfig(path, token=EMULATED_OPERATORS[role][1])
+        if server is not None:
+            config = json.loads(kubeconfig.read_text())  # the emulator writes JSON kubeconfigs
+            config['clusters'][0]['cluster']['server'] = server
+            kubeconfig.write_text(json.dumps(config))
+        return kubeconfig
+
+    def operator_user(self, role: str = 'plain') -> str:
+        return EMULATED_OPERATORS[role][0]
 
     def finish_rollout(self, namespace: str, name: str) -> None:
         body = controller.rolled_out(self.get(namespace, name), time=now())

@@ -1,0 +1,85 @@
+"""
+The loopback control plane of ``../shared/realk8s`` as a scenario drives it.
+
+Most real scenarios need only a kubeconfig (any cluster). A few need the control
+plane itself: restarting the kube-apiserver process, or reading its audit log.
+They find it through ``REALK8S_DIR`` (what ``up.sh`` was started with; CI and
+``make e2e-local`` export it) and are skipped, with that reason, without it.
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+from datetime import datetime
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+UP = pathlib.Path(os.environ.get('REALK8S_UP', REPO.parent / 'shared' / 'realk8s' / 'up.sh'))
+
+
+class ControlPlane:
+    def __init__(self, directory: pathlib.Path) -> None:
+        self.directory = directory
+        self.audit_log = directory / 'logs' / 'audit.log'
+
+    @classmethod
+    def from_environment(cls) -> 'ControlPlane | None':
+        directory = os.environ.get('REALK8S_DIR')
+        if not directory or not (pathlib.Path(directory) / 'kube-apiserver.pid').exists() or not UP.exists():
+            return None
+        return cls(pathlib.Path(directory))
+
+    @property
+    def version(self) -> str:
+        return (self.directory / 'version').read_text().strip()
+
+    def _pid(self, name: str) -> int:
+        return int((self.directory / f'{name}.pid').read_text())
+
+    def stop_apiserver(self) -> None:
+        """Stop the kube-apiserver process (SIGTERM, then SIGKILL), as an upgrade or a crash would."""
+        pid = self._pid('kube-apiserver')
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def start_apiserver(self) -> None:
+        """``up.sh`` again: it starts only what is not running, and returns once /readyz says ok."""
+        env = {**os.environ, 'REALK8S_DIR': str(self.directory), 'REALK8S_VERSION': self.version}
+        subprocess.run(['bash', str(UP)], env=env, check=True, capture_output=True, timeout=120)
+
+    def freeze_apiserver(self) -> None:
+        os.kill(self._pid('kube-apiserver'), signal.SIGSTOP)
+
+    def thaw_apiserver(self) -> None:
+        os.kill(self._pid('kube-apiserver'), signal.SIGCONT)
+
+    def audit(self, username: str, *, since: float = 0.0) -> list[dict[str, Any]]:
+        """Every audited request of ``username`` (ResponseComplete stage) after ``since`` (epoch seconds)."""
+        found = []
+        for line in self.audit_log.read_text(errors='replace').splitlines():
+            if username not in line:
+                continue
+            entry = json.loads(line)
+            if entry.get('user', {}).get('username') != username or entry.get('stage') != 'ResponseComplete':
+                continue
+            if _epoch(entry['requestReceivedTimestamp']) >= since:
+                found.append(entry)
+        return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = pathlib.Path(f'/proc/{pid}/status').read_text()
+    except FileNotFoundError:
+        return False
+    return 'State:\tZ' not in status
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace('Z', '+00:00')).timestamp()
