@@ -42,9 +42,11 @@ Settings that keep it read-only and quiet
   handler outcomes; deploywatch creates no Events.
 * Peering is off (``standalone``) unless ``--peering NAME`` is given: peering
   PATCHes a KopfPeering object, a write that a single watcher does not need.
-* Each API request gets a short retry budget (``REQUEST_BACKOFFS``): a missing
-  permission is reported within seconds, and outages are retried by
-  ``deploywatch.watching`` instead, resuming the watch where it broke.
+* Kopf's own requests (namespace observation behind globs, peering) get a retry
+  budget of about five minutes (``KOPF_BACKOFFS``) instead of Kopf's 54 s: Kopf
+  stops the operator when one of its loops gives up, and an API server restart or
+  upgrade can take longer than a minute. deploywatch's watch loop retries its own
+  requests forever, resuming the watch where it broke (``deploywatch.watching``).
 * Listings are paginated (``LIST_CHUNK``): 10,000 Deployments are not one
   60 MB response decoded at once.
 * Per-event INFO logs of Kopf ("Handler ... succeeded") are dropped unless
@@ -102,10 +104,10 @@ WRITER = LineWriter(
     select=Shaper.from_settings(SETTINGS))
 _background: set[asyncio.Task[None]] = set()
 
-# Kopf retries every failed request 8 times over ~54 s, 403 Forbidden included. deploywatch
-# wants a missing permission reported within seconds, and retries outages itself, forever,
-# resuming the watch where it broke (deploywatch.watching): so each request gets a short budget.
-REQUEST_BACKOFFS = (0.5, 1.0, 2.0)
+# Kopf retries every failed request (403 Forbidden included) 8 times over ~54 s, then the loop
+# that sent it fails and Kopf stops the operator. ~5 minutes rides out API server restarts and
+# upgrades; deploywatch's Deployment watch has its own budget (deploywatch.watching.OWN_BACKOFFS).
+KOPF_BACKOFFS = (1.0, 2.0, 4.0, 8.0, 15.0, *[30.0] * 9)
 LIST_CHUNK = 500  # Deployments per LIST page
 
 
@@ -115,7 +117,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if not settings.peering.mandatory:  # i.e. no --peering NAME on the command line
         settings.peering.standalone = True
     settings.scanning.disabled = not _namespace_globs_given(settings)
-    settings.networking.error_backoffs = REQUEST_BACKOFFS
+    settings.networking.error_backoffs = KOPF_BACKOFFS
     settings.watching.chunk_size = LIST_CHUNK
     if SETTINGS.label_selector:  # filtered by the API server, in every LIST and WATCH
         settings.watching.label_selectors['apps', 'v1', 'deployments'] = SETTINGS.label_selector

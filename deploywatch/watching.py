@@ -36,8 +36,23 @@ globs, peering, liveness, start-up and clean-up. In this loop:
 * after an error, it waits (1 s, doubling up to 30 s) and *resumes the watch
   from the last resourceVersion*; only ``410 Gone`` (or an interrupted listing)
   leads to a relist;
-* a 403 on listing or watching is reported in one line, and the process exits
-  with status 3.
+* a watch the server cannot resume — a ``410 Gone`` as an ERROR event or as the
+  HTTP status, or "too large resource version" (a 504 with the cause
+  ``ResourceVersionTooLarge``, e.g. after etcd was restored from a backup) — leads
+  to a relist, as client-go's reflector does; retrying the same resourceVersion
+  would stall the stream silently forever;
+* a 403 on listing or watching is retried with the same backoff for
+  ``FORBIDDEN_GRACE`` seconds: an API server answers 403 for its first moments
+  after a restart, before its RBAC caches are synced (kube-apiserver v1.24 does,
+  measured in tests/robustness/test_apiserver_restart.py), and webhook authorizers
+  do during upgrades. A 403 that persists past the bound is a missing permission:
+  it is reported in one line, and the process exits with status 3.
+
+Requests of this loop get a short retry budget of their own (``OWN_BACKOFFS``, by a
+copy of Kopf's settings), because the loop retries forever itself, resuming the
+watch; Kopf's own loops (namespace observation for globs, peering) keep Kopf's
+request-level budget, which ``deploywatch.handlers`` makes long enough to ride
+out an API server that is away for minutes.
 
 While the API server cannot be reached at all, Kopf's request layer logs an
 ERROR for every attempt. :class:`OutageNotice` turns that into one warning when
@@ -50,6 +65,8 @@ Kopf still has them, and ``pyproject.toml`` pins the Kopf versions this was
 built and tested with.
 """
 import asyncio
+import copy
+import dataclasses
 import logging
 import os
 import sys
@@ -67,8 +84,11 @@ from deploywatch.tracker import identity
 logger = logging.getLogger('deploywatch')
 
 FORBIDDEN_EXIT = 3
+FORBIDDEN_GRACE = 30.0  # seconds of nothing but 403s before a missing permission is reported
 BACKOFF_FIRST = 1.0
 BACKOFF_LIMIT = 30.0
+OWN_BACKOFFS = (0.5, 1.0, 2.0)  # Kopf's retries of each request of this loop, before it backs off itself
+TOO_LARGE = 'ResourceVersionTooLarge'
 RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError)
 
 # One event for the tracker and the writer: Kopf's watch type (None: listed), the object, inferred.
@@ -143,25 +163,29 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal,
         return
 
     where = f'in namespace {namespace!r}' if namespace else 'cluster-wide'
+    own = _with_backoffs(settings, OWN_BACKOFFS)
     version: str | None = None  # where the watch resumes; None: list first
     backoff = BACKOFF_FIRST
+    forbidden = Forbidden(where=where, before_exit=before_exit)
     while True:
         try:
             async with kopf_watching.streaming_block(resource=resource, namespace=namespace,
                                                      operator_paused=operator_paused) as paused:
                 if version is None:
-                    version = await _relist(deliver=deliver, unlisted=unlisted, settings=settings,
+                    version = await _relist(deliver=deliver, unlisted=unlisted, settings=own,
                                             resource=resource, namespace=namespace)
+                    forbidden.cleared()
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
-                    async for raw in kopf_watching.watch_objs(settings=settings, resource=resource,
+                    async for raw in kopf_watching.watch_objs(settings=own, resource=resource,
                                                               namespace=namespace, since=version,
                                                               operator_pause_waiter=paused):
                         NOTICE.recovered()
+                        forbidden.cleared()
                         backoff = BACKOFF_FIRST
                         kind, body = raw['type'], cast(dict[str, Any], raw['object'])
-                        if kind == 'ERROR' and body.get('code') == 410:
-                            logger.debug(f"Watch of deployments {where} expired (410): listing again.")
+                        if kind == 'ERROR' and _needs_relist(body.get('code'), body):
+                            logger.debug(f"Watch of deployments {where} cannot resume ({body}): relisting.")
                             version = None
                             break
                         if kind == 'ERROR':
@@ -172,12 +196,69 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal,
                         if kind != 'BOOKMARK':
                             deliver(kind, body, False)
         except kopf_errors.APIForbiddenError as error:
-            _forbidden(error, where=where, before_exit=before_exit)
+            forbidden.seen(error, backoff=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_LIMIT)
         except RETRIED as error:
+            if _needs_relist(getattr(error, 'status', None), getattr(error, 'details', None)):
+                logger.debug(f"Watch of deployments {where} cannot resume ({error!r}): listing again.")
+                version = None
+                continue
             then = 'resuming the watch' if version is not None else 'listing again'
             logger.warning(f"Watching deployments {where} failed ({error!r}); {then} in {backoff:.0f}s.")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_LIMIT)
+
+
+def _needs_relist(code: object, status: object) -> bool:
+    """
+    Whether the watch cannot resume from its resourceVersion: 410 Gone (the history
+    has moved on), or 504 "too large resource version" (the server is behind what this
+    watch saw: etcd restored from a backup, or a lagging replica), both as client-go's
+    reflector treats them. ``status`` is the Status body, or its ``details``.
+    """
+    if code == 410:
+        return True
+    if not isinstance(status, dict):
+        return False
+    details = status.get('details', status)
+    causes = details.get('causes') if isinstance(details, dict) else None
+    return code == 504 and any(isinstance(c, dict) and c.get('reason') == TOO_LARGE for c in causes or ())
+
+
+def _with_backoffs(settings: Any, backoffs: tuple[float, ...]) -> Any:
+    """Kopf's settings with another request retry budget, for this loop's own requests."""
+    own = copy.copy(settings)
+    own.networking = dataclasses.replace(settings.networking, error_backoffs=backoffs)
+    return own
+
+
+class Forbidden:
+    """
+    Consecutive 403s on listing or watching: one warning when they start, and the
+    one-line report and exit 3 once they have lasted ``FORBIDDEN_GRACE`` seconds.
+    """
+
+    def __init__(self, *, where: str, before_exit: Fatal) -> None:
+        self.where = where
+        self.before_exit = before_exit
+        self.since: float | None = None
+
+    def seen(self, error: kopf_errors.APIForbiddenError, *, backoff: float) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            logger.warning(f"Forbidden to read deployments {self.where} ({error.message or error}); "
+                           f"retrying for up to {FORBIDDEN_GRACE:.0f}s, as an API server that has just "
+                           "started answers 403 until its RBAC caches are synced.")
+        if now - self.since + backoff >= FORBIDDEN_GRACE:
+            _forbidden(error, where=self.where, before_exit=self.before_exit)
+
+    def cleared(self) -> None:
+        if self.since is not None:
+            logger.warning(f"Reading deployments {self.where} is allowed again after "
+                           f"{time.monotonic() - self.since:.0f}s of 403 answers.")
+            self.since = None
 
 
 async def _relist(*, deliver: Deliver, unlisted: Inferrer, settings: Any, resource: Any,

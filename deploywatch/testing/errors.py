@@ -74,6 +74,10 @@ class ApiError(Exception):
                        {'retryAfterSeconds': 1}, headers={'Retry-After': '1'})
         if code == 503:
             return cls(503, 'ServiceUnavailable', 'the server is currently unable to handle the request')
+        if code == 410:  # a watch from a resourceVersion the history no longer holds, as an HTTP answer
+            return cls.expired_watch(1, 2)
+        if code == 504:  # a resourceVersion ahead of the server (etcd restored from a backup)
+            return cls.too_large_version(999999999, 3946)
         return cls(code, 'InternalError',
                    'Internal error occurred: injected by the test (etcdserver: request timed out)')
 
@@ -94,6 +98,13 @@ class ApiError(Exception):
     @classmethod
     def expired_watch(cls, requested: int, oldest: int) -> 'ApiError':
         return cls(410, 'Expired', f'too old resource version: {requested} ({oldest})')
+
+    @classmethod
+    def too_large_version(cls, requested: int, current: int) -> 'ApiError':
+        """As kube-apiserver v1.24 answers a LIST with a resourceVersion it has not reached yet."""
+        return cls(504, 'Timeout', f'Timeout: Too large resource version: {requested}, current: {current}',
+                   {'causes': [{'reason': 'ResourceVersionTooLarge', 'message': 'Too large resource version'}],
+                    'retryAfterSeconds': 1})
 
     @classmethod
     def bad_request(cls, message: str) -> 'ApiError':

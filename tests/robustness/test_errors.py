@@ -8,12 +8,14 @@ import subprocess
 import pytest
 
 from deploywatch.testing import ServerThread, User
+from deploywatch.watching import FORBIDDEN_GRACE
 from tests.harness.driver import Driver
 from tests.harness.operator import HANDLERS, KOPF, of, operator_env
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
 
-EXIT_WITHIN = 30.0  # seconds: a bound on the behaviour "exits by itself", not a speed claim
+# seconds: a bound on the behaviour "exits by itself" (after watching.FORBIDDEN_GRACE), not a speed claim
+EXIT_WITHIN = FORBIDDEN_GRACE + 30.0
 
 
 @pytest.mark.parametrize(('status', 'times'), [(500, 2), (503, 3), (429, 3), (500, 12)])
@@ -34,6 +36,50 @@ def test_error_bursts_on_list_and_watch_are_retried_without_loss(
     assert wait_until_consistent(operator, driver.truth) == []
     assert driver.faults.fired.count(f'watch:{status}') + driver.faults.fired.count(f'list:{status}') == times
     assert operator.process.poll() is None  # still running
+
+
+@pytest.mark.parametrize(('status', 'why'), [(410, 'expired'), (504, 'too large resource version')])
+def test_a_watch_that_cannot_resume_lists_again(driver: Driver, start: Start, status: int, why: str) -> None:
+    """HTTP 410 or 504 ResourceVersionTooLarge on a watch: relist, as client-go's reflector does."""
+    namespace = driver.namespace('relist')
+    driver.create(namespace, 'a')
+    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    operator.wait_for(of('a', 'ADDED'), what='ADDED')
+    log = driver.server.server.log
+    lists_before = len([r for r in log.by('deploywatch') if r.verb == 'list'])
+
+    # A 504 is a server error that Kopf retries (three times) before deploywatch sees it.
+    driver.faults.answer(status, verbs=frozenset({'watch'}), times=1 if status == 410 else 4)
+    driver.faults.cut_watch(after=0)  # the watch ends; resuming it meets the answer
+    driver.scale(namespace, 'a', 2)
+    driver.create(namespace, 'b')
+
+    assert wait_until_consistent(operator, driver.truth) == []
+    assert f'watch:{status}' in driver.faults.fired
+    lists = [r for r in log.by('deploywatch') if r.verb == 'list']
+    assert len(lists) == lists_before + 1, f'{why}: the watch was retried from the same version, not relisted'
+    assert operator.process.poll() is None
+
+
+def test_a_short_burst_of_403_is_ridden_out(driver: Driver, start: Start) -> None:
+    """An API server that has just started answers 403 until its RBAC caches are synced."""
+    namespace = driver.namespace('restarting')
+    driver.create(namespace, 'a')
+    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    operator.wait_for(of('a', 'ADDED'), what='ADDED')
+
+    driver.faults.answer(403, times=6)  # Kopf's three retries of a request, twice: some seconds of 403s
+    driver.faults.cut_watch(after=0)
+    driver.scale(namespace, 'a', 2)
+    driver.create(namespace, 'b')
+
+    assert wait_until_consistent(operator, driver.truth) == []
+    assert driver.faults.fired.count('watch:403') == 6
+    assert operator.process.poll() is None
+    stderr = operator.stderr
+    assert stderr.count('Forbidden to read deployments') == 1, stderr
+    assert stderr.count('allowed again') == 1, stderr
+    assert 'deploywatch: forbidden' not in stderr
 
 
 def test_forbidden_from_the_start_is_one_clear_line_and_exit_3(
