@@ -102,9 +102,9 @@ class ApiError(Exception):
     @classmethod
     def too_large_version(cls, requested: int, current: int) -> 'ApiError':
         """As kube-apiserver v1.24 answers a LIST with a resourceVersion it has not reached yet."""
+        cause = {'reason': 'ResourceVersionTooLarge', 'message': 'Too large resource version'}
         return cls(504, 'Timeout', f'Timeout: Too large resource version: {requested}, current: {current}',
-                   {'causes': [{'reason': 'ResourceVersionTooLarge', 'message': 'Too large resource version'}],
-                    'retryAfterSeconds': 1})
+                   {'causes': [cause], 'retryAfterSeconds': 1})
 
     @classmethod
     def bad_request(cls, message: str) -> 'ApiError':
