@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 .PHONY: help install demo test lint typecheck unit run clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,14 @@ typecheck: $(STAMP) ## mypy --strict
 
 unit: $(STAMP) ## Only the fast tests that start no process
 	$(BIN)/pytest tests/unit tests/emulator
+
+.PHONY: e2e e2e-local
+e2e: $(STAMP) ## Only the real-cluster scenarios (pytest -m e2e), on the cluster of DEPLOYWATCH_E2E_KUBECONFIG
+	@test -n "$$DEPLOYWATCH_E2E_KUBECONFIG" || { echo 'make e2e: set DEPLOYWATCH_E2E_KUBECONFIG to an admin kubeconfig of the cluster to test (make e2e-local starts a loopback one)' >&2; exit 2; }
+	$(BIN)/pytest -m e2e
+
+e2e-local: $(STAMP) ## make e2e against ../shared/realk8s, v1.24 and v1.28, each fresh and stopped after (~2 min each)
+	.ci/e2e-local
 
 run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces
 	$(BIN)/kopf run operator/handlers.py --all-namespaces

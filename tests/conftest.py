@@ -5,6 +5,8 @@ Fixtures shared by every test folder.
 of ``deploywatch.testing`` on 127.0.0.1; ``real`` runs the same scenario
 against the cluster of ``DEPLOYWATCH_E2E_KUBECONFIG`` and is skipped, with that
 reason printed in the summary (``-ra``), when the variable is not set.
+Every ``real`` variant is marked ``e2e``, so ``make e2e`` (``pytest -m e2e``) runs
+exactly the items that meet a real cluster.
 """
 import os
 import pathlib
@@ -51,6 +53,14 @@ def cluster(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterator[
         return
     server = request.getfixturevalue('apiserver')
     yield EmulatedCluster(server, server.kubeconfig(tmp_path / 'admin.kubeconfig'))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every item that meets a real cluster is ``e2e`` (``make e2e`` selects them): the ``real`` variants."""
+    for item in items:
+        callspec = getattr(item, 'callspec', None)
+        if callspec is not None and callspec.params.get('cluster') == 'real':
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
