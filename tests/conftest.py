@@ -19,7 +19,7 @@ from tests.harness.clusters import EMULATED_OPERATORS, Cluster, EmulatedCluster
 from tests.harness.operator import OperatorProcess
 from tests.harness.rbac import rules_from_manifest
 from tests.harness.realk8s import ControlPlane
-from tests.harness.reporting import SOAK_FIGURES
+from tests.harness.reporting import FIGURES, SOAK_FIGURES
 
 E2E_KUBECONFIG = 'DEPLOYWATCH_E2E_KUBECONFIG'
 OPERATOR_TOKEN = EMULATED_OPERATORS['plain'][1]
@@ -102,3 +102,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     """The soak's figures, in the summary where CI logs and closing notes can quote them."""
     for figures in config.stash.get(SOAK_FIGURES, []):
         terminalreporter.write_line('soak: ' + ', '.join(f'{key} {value}' for key, value in figures.items()))
+    for line in config.stash.get(FIGURES, []):
+        terminalreporter.write_line(line)
