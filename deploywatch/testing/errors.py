@@ -1,7 +1,7 @@
 """
 Errors as kube-apiserver reports them: an HTTP code and a ``Status`` body.
 
-The messages follow the recorded bodies (``forbidden-create.json``,
+The messages follow the recorded bodies (``forbidden-create.json``, ``v1.*/forbidden-*.json``,
 ``not-found.json``, ``conflict.json``, ``list-too-old-410.json``) word for word,
 because clients, Kopf included, log them and sometimes match on them.
 """
@@ -58,8 +58,9 @@ class ApiError(Exception):
         scope = f'in the namespace "{namespace}"' if namespace else 'at the cluster scope'
         details: dict[str, Any] = {'name': name} if name else {}
         details.update({'group': group, 'kind': plural.split('/', maxsplit=1)[0]})
+        named = f'{qualified} "{name}"' if name else qualified  # as forbidden-get.json words it
         return cls(403, 'Forbidden',
-                   f'{qualified} is forbidden: User "{user}" cannot {verb} resource '
+                   f'{named} is forbidden: User "{user}" cannot {verb} resource '
                    f'"{plural}" in API group "{group}" {scope}', details)
 
     @classmethod

@@ -12,7 +12,12 @@ moves. The Deployment rules here follow that file and the recordings in
   ``spec`` *or annotations* change (annotations are copied to ReplicaSets);
 * status update: ``spec`` and ``labels`` are kept from the stored object, so the
   controller can write status and the revision annotation without moving
+  ``generation``;
+* scale: the ``/scale`` subresource reads and writes ``spec.replicas`` through an
+  ``autoscaling/v1`` Scale (``scale``); it is an update of the spec, so it moves
   ``generation``.
+
+All of it is the same on v1.24 and v1.28 (``recordings/v1.*``).
 """
 import copy
 import dataclasses
@@ -85,6 +90,45 @@ def prepare_status_update(resource: ResourceType, new: Obj, old: Obj) -> None:
         new['metadata']['labels'] = copy.deepcopy(labels)
 
 
+def empty(resource: ResourceType) -> Obj:
+    """The empty object of a kind, as the Go structs serialise it: what a create is compared with
+    to find the fields its manager set (``fields``)."""
+    obj = bookmark(resource, '')
+    del obj['metadata']['resourceVersion']
+    obj.get('spec', {}).pop('replicas', None)  # *int32, omitempty: absent from an empty apps/v1 object
+    return obj
+
+
+def scale(deployment: Obj) -> Obj:
+    """The ``autoscaling/v1`` Scale of a Deployment, as ``/scale`` answers it (``v1.*/scale.json``)."""
+    metadata = deployment['metadata']
+    spec: Obj = {}
+    if deployment['spec'].get('replicas'):
+        spec['replicas'] = deployment['spec']['replicas']  # omitempty: 0 is left out
+    status: Obj = {'replicas': (deployment.get('status') or {}).get('replicas', 0)}
+    selector = _selector_string(deployment['spec'].get('selector'))
+    if selector:
+        status['selector'] = selector
+    return {'kind': 'Scale', 'apiVersion': 'autoscaling/v1',
+            'metadata': {field: metadata[field] for field in
+                         ('name', 'namespace', 'uid', 'resourceVersion', 'creationTimestamp')},
+            'spec': spec, 'status': status}
+
+
+def _selector_string(selector: Any) -> str:
+    """A LabelSelector as ``labels.Selector.String()`` writes it: requirements sorted by key."""
+    if not isinstance(selector, dict):
+        return ''
+    requirements = [(key, f'{key}={value}') for key, value in (selector.get('matchLabels') or {}).items()]
+    for expression in selector.get('matchExpressions') or []:
+        key, operator = expression.get('key', ''), expression.get('operator')
+        values = ','.join(sorted(expression.get('values') or []))
+        text = {'In': f'{key} in ({values})', 'NotIn': f'{key} notin ({values})',
+                'Exists': key, 'DoesNotExist': f'!{key}'}.get(operator, '')
+        requirements.append((key, text))
+    return ','.join(text for _, text in sorted(requirements))
+
+
 def bookmark(resource: ResourceType, resource_version: str) -> Obj:
     """A BOOKMARK object: an empty object of the kind, as the Go structs serialise it."""
     obj: Obj = {
@@ -149,3 +193,6 @@ def _default_container(container: Obj) -> None:
     tag = image.rsplit('/', 1)[-1] if isinstance(image, str) else ''
     latest = '@' not in tag and (':' not in tag or tag.endswith(':latest'))
     container.setdefault('imagePullPolicy', 'Always' if latest else 'IfNotPresent')
+    for port in container.get('ports') or []:
+        if isinstance(port, dict):
+            port.setdefault('protocol', 'TCP')

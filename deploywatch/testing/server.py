@@ -1,11 +1,12 @@
 """
 The HTTP face of the emulated kube-apiserver (aiohttp), for what watchers use.
 
-Served: discovery (``/api``, ``/apis``, group versions, ``/version``, bodies as
-recorded from a real v1.24 server), and for deployments, namespaces, events and
-CRDs: GET, LIST (``limit``/``continue``, ``resourceVersion`` with
+Served: discovery (``/api``, ``/apis``, group versions, bodies as recorded from
+a real v1.24 server; ``/version`` of the emulated version, ``versions``), and
+for deployments, namespaces, events and CRDs: GET, LIST (``limit``/``continue``, ``resourceVersion`` with
 ``resourceVersionMatch``, ``labelSelector``), WATCH, POST, PUT, PATCH, DELETE,
-and the ``status`` subresource.
+the ``status`` subresource, and the ``scale`` subresource of Deployments (an
+``autoscaling/v1`` Scale, as ``kubectl scale`` uses it).
 
 WATCH follows kube-apiserver's wire format (``watch-stream.json``): HTTP 200,
 chunked, one compact JSON event per line and per chunk. Without a
@@ -32,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from deploywatch.selectors import Selector
-from deploywatch.testing import kinds
+from deploywatch.testing import kinds, versions
 from deploywatch.testing.access import ADMIN, RequestLog, User
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.faults import Cut, Faults, WatchCut
@@ -40,7 +41,7 @@ from deploywatch.testing.kinds import Obj, ResourceType
 from deploywatch.testing.store import Change, Store
 
 DISCOVERY = pathlib.Path(__file__).parent / 'discovery'
-VERSION = {'major': '1', 'minor': '24', 'gitVersion': 'v1.24.17', 'platform': 'linux/amd64'}
+VERSION = versions.DEFAULT.version_body()  # what /version answers by default (bench/ serves it too)
 ADMIN_TOKEN = 'admin-token'
 
 Middleware = Callable[[web.Request, Any], Any]
@@ -58,8 +59,11 @@ class ApiServer:
             *,
             bookmark_interval: float = 60.0,
             min_request_timeout: float = 1800.0,
+            version: versions.KubeVersion | None = None,
     ) -> None:
-        self.store = store if store is not None else Store()
+        """``version``: the kube-apiserver to answer as (``versions``), for a store made here;
+        a given store brings its own."""
+        self.store = store if store is not None else Store(version=version or versions.DEFAULT)
         self.log = RequestLog()
         self.users: dict[str, User] = {ADMIN_TOKEN: User('admin', ADMIN_TOKEN, ADMIN)}
         self.bookmark_interval = bookmark_interval
@@ -131,7 +135,7 @@ class ApiServer:
 
     def _discovery(self, name: str) -> web.Response:
         if name == 'version':
-            return _json(VERSION)
+            return _json(self.store.version.version_body())
         path = DISCOVERY / f'{name}.json'
         if not path.exists():
             raise ApiError.no_such_path()
@@ -150,6 +154,8 @@ class ApiServer:
                 match=request.query.get('resourceVersionMatch'),
                 limit=int(request.query['limit']) if request.query.get('limit') else None,
                 continue_token=request.query.get('continue')))
+        if route.subresource == 'scale':
+            return await self._scale(request, verb, namespace, name, manager)
         if verb == 'get':
             return _json(store.get(resource, namespace, name))
         if verb == 'create':
@@ -170,6 +176,18 @@ class ApiServer:
             return _json({'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Success',
                           'details': {'name': name, 'group': resource.group, 'kind': resource.plural,
                                       'uid': obj['metadata']['uid']}})
+        raise ApiError.method_not_allowed()
+
+    async def _scale(self, request: web.Request, verb: str, namespace: str, name: str,
+                     manager: str) -> web.Response:
+        """``/scale`` of a Deployment: an ``autoscaling/v1`` Scale in and out (``v1.*/scale.json``)."""
+        if verb == 'get':
+            return _json(self.store.scale(namespace, name))
+        if verb == 'update':
+            return _json(self.store.update_scale(namespace, name, await _body(request), manager=manager))
+        if verb == 'patch':
+            return _json(self.store.patch_scale(namespace, name, await _body(request), request.content_type,
+                                                manager=manager))
         raise ApiError.method_not_allowed()
 
     # -- watching ------------------------------------------------------------------------
@@ -376,6 +394,9 @@ class _Route:
         route.resource = resource
         route.name = rest[1] if len(rest) > 1 else None
         route.subresource = rest[2] if len(rest) > 2 else None
-        if route.subresource not in (None, 'status') or (route.subresource and not resource.has_status):
+        if route.subresource == 'scale':
+            if resource is not kinds.DEPLOYMENTS:
+                raise ApiError.no_such_path()
+        elif route.subresource not in (None, 'status') or (route.subresource and not resource.has_status):
             raise ApiError.no_such_path()
         return route

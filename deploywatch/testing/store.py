@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from deploywatch.selectors import Selector
-from deploywatch.testing import kinds, patching
+from deploywatch.testing import fields, kinds, patching, versions
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.kinds import Obj, ResourceType
 
@@ -70,7 +70,11 @@ def now() -> str:
 
 
 class Store:
-    def __init__(self, *, first_resource_version: int = 1000, history_limit: int = 100_000) -> None:
+    def __init__(self, *, first_resource_version: int = 1000, history_limit: int = 100_000,
+                 version: versions.KubeVersion = versions.DEFAULT) -> None:
+        self.version = version
+        self.clock: Callable[[], str] = now
+        """Where timestamps come from (creation, deletion, managedFields); a replay sets recorded times."""
         self._objects: dict[ResourceType, dict[Key, Obj]] = {r: {} for r in kinds.ALL}
         self._history: collections.deque[Change] = collections.deque()
         self._history_limit = history_limit
@@ -192,9 +196,10 @@ class Store:
         for field in ('resourceVersion', 'deletionTimestamp', 'deletionGracePeriodSeconds'):
             metadata.pop(field, None)
         metadata['uid'] = str(uuid.uuid4())
-        metadata['creationTimestamp'] = now()
+        metadata['creationTimestamp'] = self.clock()
+        metadata.pop('managedFields', None)
         kinds.prepare_create(resource, obj)
-        _record_manager(obj, manager, subresource=None)
+        self._record_manager(kinds.empty(resource), obj, manager, subresource=None)
         return self._write(resource, (namespace, name), obj, previous=None)
 
     def inject(self, resource: ResourceType, namespace: str, obj: Obj) -> Obj:
@@ -240,8 +245,39 @@ class Store:
             kinds.prepare_update(resource, new, old)
         if new == old:
             return copy.deepcopy(old)  # a no-op write: no new version, no event
-        _record_manager(new, manager, subresource=subresource)
+        self._record_manager(old, new, manager, subresource=subresource)
         return self._write(resource, key, new, previous=old)
+
+    def _record_manager(self, old: Obj, new: Obj, manager: str, *, subresource: str | None) -> None:
+        fields.record(old, new, manager=manager, subresource=subresource, time=self.clock(),
+                      stamp_unchanged=self.version.every_write_stamps_its_manager)
+
+    def scale(self, namespace: str, name: str) -> Obj:
+        return kinds.scale(self.get(kinds.DEPLOYMENTS, namespace, name))
+
+    def update_scale(self, namespace: str, name: str, body: Obj, *, manager: str) -> Obj:
+        """A write of ``/scale``: only ``spec.replicas`` of the Deployment, answered as a Scale."""
+        current = self.get(kinds.DEPLOYMENTS, namespace, name)
+        metadata = body.get('metadata')
+        wanted_version = metadata.get('resourceVersion') if isinstance(metadata, dict) else None
+        if wanted_version and wanted_version != current['metadata']['resourceVersion']:
+            raise ApiError.conflict(kinds.DEPLOYMENTS, name)
+        spec = body.get('spec')
+        replicas = spec.get('replicas', 0) if isinstance(spec, dict) else 0  # omitempty: absent is 0
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ApiError.unprocessable(f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                                         f'Invalid value: {json.dumps(replicas)}: must be greater than '
+                                         'or equal to 0')
+        current['spec']['replicas'] = replicas
+        updated = self.update(kinds.DEPLOYMENTS, namespace, name, current, manager=manager,
+                              subresource='scale')
+        return kinds.scale(updated)
+
+    def patch_scale(self, namespace: str, name: str, patch: Any, content_type: str, *, manager: str) -> Obj:
+        patched = patching.apply(self.scale(namespace, name), patch, content_type)
+        if not isinstance(patched, dict):
+            raise ApiError.unprocessable('the patched object is not an object')
+        return self.update_scale(namespace, name, patched, manager=manager)
 
     def patch(self, resource: ResourceType, namespace: str, name: str, patch: Any,
               content_type: str, *, manager: str, subresource: str | None = None) -> Obj:
@@ -281,7 +317,7 @@ class Store:
         metadata = new['metadata']
         metadata['finalizers'] = finalizers
         if 'deletionTimestamp' not in metadata:
-            metadata['deletionTimestamp'] = now()
+            metadata['deletionTimestamp'] = self.clock()
             metadata['deletionGracePeriodSeconds'] = 0
             if 'generation' in metadata:
                 metadata['generation'] += 1
@@ -332,27 +368,6 @@ class Store:
             else:
                 snapshot[change.key] = change.previous
         return snapshot
-
-
-def _record_manager(obj: Obj, manager: str, *, subresource: str | None) -> None:
-    """A managedFields entry per manager and subresource, as server-side apply keeps them."""
-    entry: Obj = {'manager': manager, 'operation': 'Update', 'apiVersion': obj['apiVersion'],
-                  'time': now(), 'fieldsType': 'FieldsV1',
-                  'fieldsV1': _field_set({k: v for k, v in obj.items()
-                                          if k in (('status',) if subresource else ('metadata', 'spec'))})}
-    if subresource:
-        entry['subresource'] = subresource
-    entries = [e for e in obj['metadata'].get('managedFields') or []
-               if (e.get('manager'), e.get('subresource')) != (manager, subresource)]
-    obj['metadata']['managedFields'] = [*entries, entry]
-
-
-def _field_set(value: Any) -> Obj:
-    if not isinstance(value, dict):
-        return {}
-    return {f'f:{key}': _field_set(child) for key, child in sorted(value.items())
-            if key not in ('managedFields', 'resourceVersion', 'uid', 'creationTimestamp',
-                           'generation', 'name', 'namespace')}
 
 
 def _relative_key(key: Key, namespace: str | None) -> str:
