@@ -52,7 +52,8 @@ def normalised(obj: Obj) -> Obj:
 def latest_time(obj: Obj) -> str:
     """When the write that produced a recorded object happened: its newest timestamp."""
     times = [entry['time'] for entry in obj['metadata'].get('managedFields') or [] if 'time' in entry]
-    return max([obj['metadata']['creationTimestamp'], *times])
+    latest: str = max([obj['metadata']['creationTimestamp'], *times])
+    return latest
 
 
 def send(client: Client, exchange: Obj) -> Response:
@@ -221,11 +222,14 @@ def test_a_user_bound_to_nothing_gets_the_recorded_403(version_server: tuple[str
     assert response.body == exchange['response']['body']
 
 
-def test_a_watch_from_a_forgotten_version_is_one_error_event(version_server: tuple[str, ServerThread]) -> None:
+def test_a_watch_from_a_forgotten_version_is_one_error_event(
+        version_server: tuple[str, ServerThread]) -> None:
     version, server = version_server
     exchange = recording(f'{version}/watch-too-old-410')
     line, = exchange['response']['stream_lines']
-    requested, oldest = re.fullmatch(r'.*"too old resource version: (\d+) \((\d+)\)".*\n', line).groups()
+    found = re.fullmatch(r'.*"too old resource version: (\d+) \((\d+)\)".*\n', line)
+    assert found is not None, line
+    requested, oldest = found.groups()
     client = Client(server.url)
     since = client.request('GET', BASE).body['metadata']['resourceVersion']
     for name in ('a', 'b'):
