@@ -60,17 +60,27 @@ class ControlPlane:
         os.kill(self._pid('kube-apiserver'), signal.SIGCONT)
 
     def audit(self, username: str, *, since: float = 0.0) -> list[dict[str, Any]]:
-        """Every audited request of ``username`` (ResponseComplete stage) after ``since`` (epoch seconds)."""
-        found = []
+        """
+        Every audited request of ``username`` received from ``since`` on (epoch seconds), once
+        each (by ``auditID``) in the order received: its ResponseComplete entry or, for a
+        request still running (a watch is logged as ResponseStarted until it ends), the latest
+        entry there is. The log is read as it is: a line the server is still writing is left out.
+        """
+        found: dict[str, dict[str, Any]] = {}
         for line in self.audit_log.read_text(errors='replace').splitlines():
             if username not in line:
                 continue
-            entry = json.loads(line)
-            if entry.get('user', {}).get('username') != username or entry.get('stage') != 'ResponseComplete':
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get('user', {}).get('username') != username:
                 continue
             if _epoch(entry['requestReceivedTimestamp']) >= since:
-                found.append(entry)
-        return found
+                known = found.setdefault(entry['auditID'], entry)
+                if known.get('stage') != 'ResponseComplete':
+                    found[entry['auditID']] = entry
+        return sorted(found.values(), key=lambda entry: _epoch(entry['requestReceivedTimestamp']))
 
 
 def _alive(pid: int) -> bool:
