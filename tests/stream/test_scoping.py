@@ -1,14 +1,10 @@
 """Behaviour 7: namespace scoping comes from Kopf's flags: exact, cluster-wide, globs."""
 import pathlib
 
-from deploywatch.testing import User
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
-from tests.harness.clusters import Cluster, EmulatedCluster
-from tests.harness.operator import OperatorProcess, of
-from tests.harness.rbac import rules_from_manifest
-
-MANIFESTS = pathlib.Path(__file__).resolve().parents[2] / 'manifests'
+from tests.harness.clusters import Cluster
+from tests.harness.operator import of
 
 
 def test_one_namespace_prints_nothing_from_others(cluster: Cluster, start_operator: StartOperator) -> None:
@@ -46,22 +42,12 @@ def test_a_glob_selects_namespaces_by_pattern(cluster: Cluster, start_operator: 
     for namespace in (team, other):
         cluster.create(deployment('app', namespace=namespace))
 
-    if isinstance(cluster, EmulatedCluster):
-        # Globs need the namespace list: the glob overlay's RBAC adds list/watch on namespaces.
-        rules = rules_from_manifest(MANIFESTS / 'base' / 'rbac.yaml')
-        glob_rules = rules_from_manifest(MANIFESTS / 'components' / 'namespace-globs' / 'rbac.yaml')
-        cluster.server.call(cluster.server.server.add_user, User('globber', 'glob-token', rules + glob_rules))
-        kubeconfig = cluster.server.kubeconfig(tmp_path / 'glob.kubeconfig', token='glob-token')
-        operator = OperatorProcess(kubeconfig=kubeconfig, args=['--namespace=team-*'],
-                                   stderr_path=tmp_path / 'glob.stderr')
-    else:
-        operator = start_operator('--namespace=team-*')
-    try:
-        operator.wait_for(lambda e: e['namespace'] == team, what='ADDED in the matching namespace')
-        late_team = cluster.new_namespace('team')  # created while running: the glob picks it up
-        cluster.create(deployment('ignored', namespace=other))
-        cluster.create(deployment('late', namespace=late_team))
-        operator.wait_for(lambda e: e['namespace'] == late_team, what='ADDED in the new team namespace')
-        assert other not in {e['namespace'] for e in operator.events}
-    finally:
-        operator.stop()
+    # Globs need the namespace list: the namespace-globs component's RBAC adds list/watch on namespaces.
+    kubeconfig = cluster.operator_kubeconfig(tmp_path / 'globs.kubeconfig', role='globs')
+    operator = start_operator('--namespace=team-*', kubeconfig=kubeconfig)
+    operator.wait_for(lambda e: e['namespace'] == team, what='ADDED in the matching namespace')
+    late_team = cluster.new_namespace('team')  # created while running: the glob picks it up
+    cluster.create(deployment('ignored', namespace=other))
+    cluster.create(deployment('late', namespace=late_team))
+    operator.wait_for(lambda e: e['namespace'] == late_team, what='ADDED in the new team namespace')
+    assert other not in {e['namespace'] for e in operator.events}
