@@ -193,7 +193,7 @@ class Watch:
 # -- kubectl through a recording proxy -----------------------------------------------------------
 
 class Proxy:
-    """Plain HTTP on 127.0.0.1 for kubectl, HTTPS with the admin token to the server; every exchange is kept."""
+    """Plain HTTP on 127.0.0.1 for kubectl, HTTPS with the admin token to the server; all is kept."""
 
     def __init__(self, server: Server) -> None:
         self.exchanges: list[Obj] = []
@@ -260,7 +260,7 @@ def kubectl_through(proxy: Proxy, server: Server, kubectl: str) -> Iterator[Any]
         def run(*args: str) -> str:
             done = subprocess.run([kubectl, '--kubeconfig', str(directory / 'kubeconfig'),
                                    '--cache-dir', str(directory / 'cache'), *args],
-                                  cwd=directory, capture_output=True, text=True, timeout=60)
+                                  cwd=directory, capture_output=True, text=True, timeout=60, check=False)
             if done.returncode:
                 raise RuntimeError(f'kubectl {" ".join(args)}: {done.stderr}')
             return done.stdout
@@ -299,11 +299,13 @@ def forget(server: Server, *, since: float) -> None:
     churn = manifest(mode='churn')
     churn['metadata'] = {'name': 'churn', 'labels': {'app': 'churn'}}
     churn['spec']['replicas'] = 0
-    churn['spec']['selector']['matchLabels'] = churn['spec']['template']['metadata']['labels'] = {'app': 'churn'}
+    labels = {'app': 'churn'}
+    churn['spec']['selector']['matchLabels'] = churn['spec']['template']['metadata']['labels'] = labels
     assert server.exchange('POST', BASE, churn)['response']['status'] == 201
     for index in range(CHURN):
         patch = {'metadata': {'labels': {'n': str(index)}}}
-        exchange = server.exchange('PATCH', f'{BASE}/churn', patch, content_type='application/merge-patch+json')
+        exchange = server.exchange('PATCH', f'{BASE}/churn', patch,
+                                   content_type='application/merge-patch+json')
         assert exchange['response']['status'] == 200, exchange
 
 
@@ -321,8 +323,8 @@ def record(server: Server, out: pathlib.Path, *, kubectl: str, forbidden_token: 
         print(f'{out / name}.json: {exchange["response"]["status"]}', file=sys.stderr)
 
     save('version', 'GET /version', server.exchange('GET', '/version'))
-    assert server.exchange('POST', '/api/v1/namespaces', {
-        'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': NAMESPACE}})['response']['status'] == 201
+    namespace = {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': NAMESPACE}}
+    assert server.exchange('POST', '/api/v1/namespaces', namespace)['response']['status'] == 201
     since = server.get(BASE)['metadata']['resourceVersion']
     watch = Watch(server, f'{BASE}?watch=true&allowWatchBookmarks=true&resourceVersion={since}'
                           f'&timeoutSeconds={WATCH_SECONDS}')
@@ -388,13 +390,14 @@ def record(server: Server, out: pathlib.Path, *, kubectl: str, forbidden_token: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m tests.emulator.record', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m tests.emulator.record',
+                                     description=(__doc__ or '').split('\n\n')[0])
     parser.add_argument('--kubeconfig', type=pathlib.Path, required=True, help='an admin kubeconfig (token)')
     parser.add_argument('--forbidden-kubeconfig', type=pathlib.Path,
                         help='a user bound to nothing (default: kubeconfig-deploywatch beside --kubeconfig)')
     parser.add_argument('--out', type=pathlib.Path, required=True, help='where the recordings go')
-    parser.add_argument('--kubectl', default=shutil.which('kubectl', path=str(pathlib.Path(sys.executable).parent))
-                        or 'kubectl')
+    beside_python = shutil.which('kubectl', path=str(pathlib.Path(sys.executable).parent))
+    parser.add_argument('--kubectl', default=beside_python or 'kubectl')
     args = parser.parse_args(argv)
     forbidden = args.forbidden_kubeconfig or args.kubeconfig.parent / 'kubeconfig-deploywatch'
     record(Server(args.kubeconfig), args.out, kubectl=args.kubectl,
