@@ -7,10 +7,12 @@ raise: a Deployment is user input (a status may be missing, a map may be
 for all the others. So every lookup tolerates the wrong type and falls back to
 what the API would have defaulted.
 """
+import json
 from collections.abc import Mapping
 from typing import Any
 
 REDACTED = '<redacted>'
+LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 CONTAINER_LISTS = ('initContainers', 'containers', 'ephemeralContainers')
 
 
@@ -23,6 +25,11 @@ def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
     Only literal ``env[].value`` strings are redacted: ``valueFrom`` references
     (secretKeyRef, configMapKeyRef) name where a value lives, not the value.
 
+    ``kubectl apply`` keeps the whole applied manifest, env values included, in the
+    annotation ``kubectl.kubernetes.io/last-applied-configuration``: its embedded
+    Deployment is redacted the same way and kept as readable JSON, and an annotation
+    that does not parse as an object is replaced whole (it may hold anything).
+
     Only the maps and lists on the way to what is removed or redacted are copied;
     everything else is shared with ``raw``. That is safe because nothing changes an
     object once it is parsed (not Kopf, not deploywatch), and it matters: a deep copy
@@ -31,8 +38,15 @@ def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
     obj = dict(raw)
     metadata = obj.get('metadata')
     if isinstance(metadata, Mapping) and 'managedFields' in metadata:
-        obj['metadata'] = {key: value for key, value in metadata.items() if key != 'managedFields'}
-    if redact and any(_has_values(container) for container in containers(obj)):
+        obj['metadata'] = metadata = {key: value for key, value in metadata.items() if key != 'managedFields'}
+    if not redact:
+        return obj
+    annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
+    if isinstance(metadata, Mapping) and isinstance(annotations, Mapping) and LAST_APPLIED in annotations:
+        applied = _redacted_manifest(annotations[LAST_APPLIED])
+        if applied != annotations[LAST_APPLIED]:
+            obj['metadata'] = {**metadata, 'annotations': {**annotations, LAST_APPLIED: applied}}
+    if any(_has_values(container) for container in containers(obj)):
         spec, template = obj['spec'], obj['spec']['template']
         pod_spec = dict(template['spec'])
         for key in CONTAINER_LISTS:
@@ -40,6 +54,23 @@ def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
                 pod_spec[key] = [_redacted(item) for item in pod_spec[key]]
         obj['spec'] = {**spec, 'template': {**template, 'spec': pod_spec}}
     return obj
+
+
+def _redacted_manifest(value: Any) -> Any:
+    """The last-applied manifest with its env values redacted, still JSON; unparsable: replaced."""
+    if not isinstance(value, str):
+        return REDACTED
+    try:
+        manifest = json.loads(value)
+    except ValueError:
+        return REDACTED
+    if not isinstance(manifest, dict):
+        return REDACTED
+    if not any(_has_values(container) for container in containers(manifest)):
+        return value
+    redacted = clean(manifest, redact=True)
+    ending = '\n' if value.endswith('\n') else ''  # kubectl ends it with one
+    return json.dumps(redacted, separators=(',', ':'), ensure_ascii=False) + ending
 
 
 def _has_values(container: Mapping[str, Any]) -> bool:

@@ -126,11 +126,18 @@ class Tracker:
         return {key: remembered.encoded for key, remembered in self._printed.items()}
 
     def restore(self, encoded: Mapping[str, bytes]) -> None:
-        """Start from a previous run's memory; nothing in it is confirmed alive yet."""
+        """
+        Start from a previous run's memory; nothing in it is confirmed alive yet.
+
+        Each object is cleaned again with today's settings: a state file written with
+        redaction off must not bring env values back into ``old`` or RESYNC.
+        """
         self._printed = {}
         for key, data in encoded.items():
-            metadata = _metadata(decode(data))
-            self._printed[key] = Remembered(metadata.get('resourceVersion'), metadata.get('namespace'), data)
+            obj = objects.clean(decode(data), redact=self._redact)
+            metadata = _metadata(obj)
+            self._printed[key] = Remembered(metadata.get('resourceVersion'), metadata.get('namespace'),
+                                            encode(obj))
         self._unconfirmed = set(self._printed)
 
 

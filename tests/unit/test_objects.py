@@ -324,3 +324,39 @@ def test_property_any_json_object_is_printed_as_a_valid_line(raw: dict[str, Any]
     assert_every_event_is_valid(raw)
     old = objects.clean(deployment(containers=[{'name': 'a', 'image': 'x'}]), redact=redact)
     VALIDATOR.validate(events.build(type=EventType.MODIFIED, obj=obj, observed=MOMENT, old=old))
+
+
+def _applied(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment as `kubectl apply` leaves it: the manifest again, in an annotation."""
+    raw = copy.deepcopy(manifest)
+    raw['metadata']['annotations'] = {objects.LAST_APPLIED: json.dumps(manifest) + '\n', 'team': 'a'}
+    return raw
+
+
+def test_clean_redacts_the_manifest_kubectl_apply_keeps_in_an_annotation() -> None:
+    manifest = deployment(containers=[{'name': 'app', 'env': env(dict(SECRET), FROM_SECRET)}])
+    cleaned = objects.clean(_applied(manifest), redact=True)
+
+    assert 's3cr3t' not in json.dumps(cleaned)
+    annotations = cleaned['metadata']['annotations']
+    assert annotations['team'] == 'a'
+    applied = annotations[objects.LAST_APPLIED]
+    assert applied.endswith('\n')
+    embedded = json.loads(applied)  # still the readable manifest, only its values redacted
+    assert embedded['spec']['template']['spec']['containers'][0]['env'] == [
+        {'name': 'PASSWORD', 'value': '<redacted>'}, FROM_SECRET]
+    assert embedded['metadata']['name'] == manifest['metadata']['name']
+    assert embedded['spec']['replicas'] == manifest['spec']['replicas']
+
+
+@pytest.mark.parametrize('annotation', ['{"spec": ', '["not", "an", "object"]', 'password=s3cr3t'])
+def test_clean_replaces_a_last_applied_annotation_that_does_not_parse_whole(annotation: str) -> None:
+    raw = deployment()
+    raw['metadata']['annotations'] = {objects.LAST_APPLIED: annotation}
+    assert objects.clean(raw, redact=True)['metadata']['annotations'] == {objects.LAST_APPLIED: '<redacted>'}
+    assert objects.clean(raw, redact=False)['metadata']['annotations'] == {objects.LAST_APPLIED: annotation}
+
+
+def test_clean_keeps_a_last_applied_annotation_without_values_as_it_is() -> None:
+    raw = _applied(deployment(containers=[{'name': 'app', 'env': env(FROM_SECRET)}]))
+    assert objects.clean(raw, redact=True)['metadata']['annotations'] == raw['metadata']['annotations']

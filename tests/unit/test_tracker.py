@@ -292,3 +292,15 @@ def test_every_change_of_memory_moves_the_version(tracker: Tracker) -> None:
         tracker.observe(watch_type, deployment(rv=rv))
         versions.append(tracker.version)
     assert versions == sorted(set(versions))
+
+
+def test_memory_restored_from_an_unredacted_state_file_meets_todays_redaction(tracker: Tracker) -> None:
+    unredacted = Tracker(redact=False, clock=lambda: NOW)
+    observe(unredacted, None, deployment('web', uid='u-web', rv='5'))
+
+    tracker.restore(unredacted.snapshot())
+
+    assert 's3cr3t' not in str(tracker.snapshot())
+    changed = observe(tracker, None, deployment('web', uid='u-web', rv='9', replicas=3))
+    assert 's3cr3t' not in json.dumps(changed)
+    assert changed['old']['spec']['template']['spec']['containers'][0]['env'][0]['value'] == '<redacted>'
