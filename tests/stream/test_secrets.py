@@ -9,6 +9,7 @@ Applied for real with kubectl on a real cluster; its writes replayed on the emul
 import json
 import pathlib
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 from deploywatch.objects import LAST_APPLIED, REDACTED
@@ -16,7 +17,7 @@ from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.deploy.manifests import kubectl
 from tests.harness.clusters import Cluster
-from tests.harness.operator import of
+from tests.harness.operator import Event, of
 
 VALUES = ('first-s3cr3t-value', 'rotated-s3cr3t-value')
 
@@ -44,6 +45,10 @@ def _apply(cluster: Cluster, manifest: dict[str, Any], tmp_path: pathlib.Path) -
     assert result.returncode == 0, result.stderr
 
 
+def _at_least(version: int) -> Callable[[Event], bool]:
+    return lambda e: e['name'] == 'applied' and int(e['resourceVersion']) >= version
+
+
 def test_kubectl_apply_puts_no_env_value_on_stdout(
         cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
     namespace = cluster.new_namespace()
@@ -61,9 +66,7 @@ def test_kubectl_apply_puts_no_env_value_on_stdout(
         _apply(cluster, manifest, tmp_path)
         applied = cluster.get(namespace, 'applied')
         assert value in applied['metadata']['annotations'][LAST_APPLIED]  # the leak, at its source
-        version = int(applied['metadata']['resourceVersion'])
-        operator.wait_for(lambda e, rv=version: e['name'] == 'applied' and int(e['resourceVersion']) >= rv,
-                          what=f'the apply of {value}')
+        operator.wait_for(_at_least(int(applied['metadata']['resourceVersion'])), what=f'the apply of {value}')
     operator.wait_for(of('applied', 'RESYNC'), what='a RESYNC of the applied one',
                       after=len(operator.events))
     cluster.delete(namespace, 'applied')
