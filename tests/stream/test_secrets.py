@@ -66,7 +66,8 @@ def test_kubectl_apply_puts_no_env_value_on_stdout(
         _apply(cluster, manifest, tmp_path)
         applied = cluster.get(namespace, 'applied')
         assert value in applied['metadata']['annotations'][LAST_APPLIED]  # the leak, at its source
-        operator.wait_for(_at_least(int(applied['metadata']['resourceVersion'])), what=f'the apply of {value}')
+        version = int(applied['metadata']['resourceVersion'])
+        operator.wait_for(_at_least(version), what=f'the apply of {value}')
     operator.wait_for(of('applied', 'RESYNC'), what='a RESYNC of the applied one',
                       after=len(operator.events))
     cluster.delete(namespace, 'applied')
