@@ -14,6 +14,9 @@ import subprocess
 import time
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from tests.harness.identity import server_of
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 UP = pathlib.Path(os.environ.get('REALK8S_UP', REPO.parent / 'shared' / 'realk8s' / 'up.sh'))
@@ -50,8 +53,11 @@ class ControlPlane:
 
     def start_apiserver(self) -> None:
         """``up.sh`` again: it starts only what is not running, and returns once /readyz says ok."""
-        env = {**os.environ, 'REALK8S_DIR': str(self.directory), 'REALK8S_VERSION': self.version}
-        subprocess.run(['bash', str(UP)], env=env, check=True, capture_output=True, timeout=120)
+        port = str(urlsplit(server_of(self.directory / 'kubeconfig')).port)
+        env = {**os.environ, 'REALK8S_DIR': str(self.directory), 'REALK8S_VERSION': self.version,
+               'REALK8S_PORT': port}
+        done = subprocess.run(['bash', str(UP)], env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f'up.sh failed:\n{done.stderr}'
 
     def freeze_apiserver(self) -> None:
         os.kill(self._pid('kube-apiserver'), signal.SIGSTOP)
