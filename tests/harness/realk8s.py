@@ -56,7 +56,8 @@ class ControlPlane:
         port = str(urlsplit(server_of(self.directory / 'kubeconfig')).port)
         env = {**os.environ, 'REALK8S_DIR': str(self.directory), 'REALK8S_VERSION': self.version,
                'REALK8S_PORT': port}
-        done = subprocess.run(['bash', str(UP)], env=env, capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(['bash', str(UP)], env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
         assert done.returncode == 0, f'up.sh failed:\n{done.stderr}'
 
     def freeze_apiserver(self) -> None:
