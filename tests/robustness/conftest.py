@@ -1,4 +1,14 @@
-"""Robustness tests run against the emulated API server only: faults are injected there."""
+"""
+Fixtures of the robustness tests that inject faults inside the emulated API server.
+
+Most robustness tests run against the emulator only: their faults (410s, 5xx bursts,
+outages, 403s) are injected in the server and their changes made in its store
+(``driver``, ``start``). ``test_network.py`` plays the faults a real cluster can play
+too, in the network between the operator and the server (tests/harness/proxy.py):
+it uses the shared ``cluster`` and ``start_operator`` fixtures of tests/conftest.py
+instead, and so runs against a real kube-apiserver as well when
+DEPLOYWATCH_E2E_KUBECONFIG is set.
+"""
 import pathlib
 from collections.abc import Callable, Iterator
 
