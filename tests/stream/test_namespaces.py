@@ -1,0 +1,58 @@
+"""
+Namespaces that leave the watch: deleted while deploywatch runs.
+
+Deleting a namespace deletes its Deployments (the namespace controller does it in a
+real cluster; the emulator at once). Whatever the scoping mode, every Deployment
+deploywatch printed there must end with exactly one DELETED, and nothing may follow it:
+with a glob, Kopf stops watching a namespace as soon as it is gone, possibly before the
+Deployments' own DELETED events were read.
+"""
+import pathlib
+
+import pytest
+
+from deploywatch.testing.factory import deployment
+from tests.conftest import StartOperator
+from tests.harness.clusters import Cluster
+from tests.harness.operator import Predicate, eventually, of
+
+NAMES = ('one', 'two', 'three')
+
+
+def _in(namespace: str, type_: str, name: str | None = None) -> Predicate:
+    return lambda e: (e['namespace'] == namespace and e['type'] == type_
+                      and (name is None or e['name'] == name))
+
+
+@pytest.mark.parametrize('mode', ['namespace', 'glob', 'all-namespaces'])
+def test_a_deleted_namespace_ends_every_deployment_in_it_with_one_deleted(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path, mode: str) -> None:
+    doomed, kept = cluster.new_namespace('gone'), cluster.new_namespace('gone')
+    for namespace in (doomed, kept):
+        for name in NAMES:
+            cluster.create(deployment(name, namespace=namespace))
+    env = {'DEPLOYWATCH_RESYNC_SECONDS': '0.5'}
+    if mode == 'glob':
+        globs = cluster.operator_kubeconfig(tmp_path / 'globs.kubeconfig', role='globs')
+        operator = start_operator('--namespace=gone-*', env=env, kubeconfig=globs)
+    elif mode == 'namespace':
+        operator = start_operator(f'--namespace={doomed}', f'--namespace={kept}', env=env)
+    else:
+        operator = start_operator('--all-namespaces', env=env)
+    for namespace in (doomed, kept):
+        operator.wait_for_count(_in(namespace, 'ADDED'), 3, what=f'ADDED in {namespace}')
+
+    cluster.delete_namespace(doomed)
+
+    for name in NAMES:
+        operator.wait_for(_in(doomed, 'DELETED', name), what=f'DELETED of {doomed}/{name}', timeout=90)
+    # The rest of the stream goes on, and nothing about the gone namespace follows.
+    after = len(operator.events)
+    operator.wait_for_count(_in(kept, 'RESYNC'), 6,
+                            what='two RESYNC rounds in the namespace that stays', after=after)
+    for name in NAMES:
+        history = [e['type'] for e in operator.matching(of(name)) if e['namespace'] == doomed]
+        assert history.count('DELETED') == 1, (name, history)
+        tail = history[history.index('DELETED') + 1:]
+        assert tail == [], (name, history)
+    eventually(lambda: operator.process.poll() is None, what='still running')
