@@ -16,6 +16,11 @@ the guarantees a SharedInformer program does not give:
   listing lacks were deleted meanwhile: :meth:`unlisted` names them, and their
   DELETED is marked ``inferred``, as is a MODIFIED found by a listing (the
   states in between were not seen);
+* a listing that finds an object under a name the memory holds for another
+  uid (deleted and recreated while the stream was down) must end the old one
+  first: :meth:`replaced` names it, so that its inferred DELETED precedes the
+  new one's ADDED and a reader keyed on namespace/name is never left believing
+  the Deployment gone;
 * memory restored from a state file (``deploywatch.state``) is *unconfirmed*
   until a listing or watch event shows the object again: it gets no RESYNC,
   since it may be gone already.
@@ -69,6 +74,7 @@ class Tracker:
         self._redact = redact
         self._clock = clock
         self._printed: dict[str, Remembered] = {}
+        self._names: dict[tuple[Any, Any], str] = {}  # (namespace, name) -> the key in _printed
         self._unconfirmed: set[str] = set()
         self.version = 0  # moves on every change of the memory: tells the state file to save
 
@@ -98,11 +104,16 @@ class Tracker:
         obj = objects.clean(raw, redact=self._redact)
         observed = self._clock()
         self.version += 1
+        metadata = _metadata(obj)
+        name = (metadata.get('namespace'), metadata.get('name'))
         if watch_type == 'DELETED':
             self._printed.pop(key, None)
+            if self._names.get(name) == key:
+                del self._names[name]
             return build(type=EventType.DELETED, obj=obj, observed=observed, inferred=inferred)
 
-        self._printed[key] = Remembered(version, _metadata(obj).get('namespace'), encode(obj))
+        self._printed[key] = Remembered(version, name[0], encode(obj))
+        self._names[name] = key
         if previous is None:
             return build(type=EventType.ADDED, obj=obj, observed=observed,
                          initial=watch_type is None)
@@ -113,6 +124,23 @@ class Tracker:
         """The last known state of objects in ``namespace`` (None: all) not among ``listed``."""
         return [decode(remembered.encoded) for key, remembered in self._printed.items()
                 if key not in listed and (namespace is None or remembered.namespace == namespace)]
+
+    def replaced(self, raw: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """
+        The last known state of another object under ``raw``'s namespace and name, if any.
+
+        Only a listing can meet one: a watch stream reports the old one's DELETED before
+        the new one's ADDED, but a listing shows only the new one, and the old one would
+        be found missing (:meth:`unlisted`) only after the whole listing was delivered.
+        """
+        key = identity(raw)
+        if key in self._printed:
+            return []  # the common case: a known object listed again
+        metadata = _metadata(raw)
+        other = self._names.get((metadata.get('namespace'), metadata.get('name')))
+        if other is None or other == key or other not in self._printed:
+            return []
+        return [decode(self._printed[other].encoded)]
 
     def resync(self, key: str) -> Event | None:
         """RESYNC for one object if it is known to be alive, else None."""
@@ -132,12 +160,13 @@ class Tracker:
         Each object is cleaned again with today's settings: a state file written with
         redaction off must not bring env values back into ``old`` or RESYNC.
         """
-        self._printed = {}
+        self._printed, self._names = {}, {}
         for key, data in encoded.items():
             obj = objects.clean(decode(data), redact=self._redact)
             metadata = _metadata(obj)
             self._printed[key] = Remembered(metadata.get('resourceVersion'), metadata.get('namespace'),
                                             encode(obj))
+            self._names[metadata.get('namespace'), metadata.get('name')] = key
         self._unconfirmed = set(self._printed)
 
 

@@ -33,6 +33,9 @@ globs, peering, liveness, start-up and clean-up. In this loop:
 * after each complete listing, the objects the tracker knows in that namespace
   but the listing lacks are delivered as DELETED, marked inferred; the stream
   is handled in order, so it cannot overtake a MODIFIED of the same object;
+  one whose name a listed object of another uid now bears (deleted and recreated
+  meanwhile) gets its DELETED *before* that object, so the stream never shows a
+  name gone that exists;
 * after an error, it waits (1 s, doubling up to 30 s) and *resumes the watch
   from the last resourceVersion*; only ``410 Gone`` (or an interrupted listing)
   leads to a relist;
@@ -95,6 +98,8 @@ RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientErro
 Deliver = Callable[[str | None, Mapping[str, Any], bool], None]
 # The objects known in a namespace (None: all) that a complete listing did not contain.
 Inferrer = Callable[[str | None, set[str]], list[dict[str, Any]]]
+# The object known under a listed object's namespace/name with another uid (recreated meanwhile).
+Replaced = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
 Fatal = Callable[[], None]
 
 _original = kopf_watching.infinite_watch
@@ -138,12 +143,13 @@ class OutageNotice(logging.Filter):
 NOTICE = OutageNotice()
 
 
-def install(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal) -> None:
+def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal) -> None:
     """Route Kopf's per-namespace watch loops through :func:`supervise` from now on."""
     check()
 
     def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        return supervise(deliver=deliver, unlisted=unlisted, before_exit=before_exit, **kwargs)
+        return supervise(deliver=deliver, unlisted=unlisted, replaced=replaced, before_exit=before_exit,
+                         **kwargs)
 
     kopf_watching.infinite_watch = infinite_watch
     logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
@@ -153,8 +159,8 @@ def _is_deployments(resource: Any) -> bool:
     return bool(resource.group == 'apps' and resource.plural == 'deployments')
 
 
-async def supervise(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal, settings: Any, resource: Any,
-                    namespace: Any, operator_paused: Any = None,
+async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal,
+                    settings: Any, resource: Any, namespace: Any, operator_paused: Any = None,
                     **kwargs: Any) -> AsyncIterator[Any]:
     if not _is_deployments(resource):  # namespaces, CRDs, peering: Kopf's own loop
         async for item in _original(settings=settings, resource=resource, namespace=namespace,
@@ -172,8 +178,8 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, before_exit: Fatal,
             async with kopf_watching.streaming_block(resource=resource, namespace=namespace,
                                                      operator_paused=operator_paused) as paused:
                 if version is None:
-                    version = await _relist(deliver=deliver, unlisted=unlisted, settings=own,
-                                            resource=resource, namespace=namespace)
+                    version = await _relist(deliver=deliver, unlisted=unlisted, replaced=replaced,
+                                            settings=own, resource=resource, namespace=namespace)
                     forbidden.cleared()
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
@@ -261,10 +267,14 @@ class Forbidden:
             self.since = None
 
 
-async def _relist(*, deliver: Deliver, unlisted: Inferrer, settings: Any, resource: Any,
-                  namespace: Any) -> str:
+async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, settings: Any,
+                  resource: Any, namespace: Any) -> str:
     """
     List, deliver every object, then the inferred deletions; the listing's resourceVersion.
+
+    A listed object that took the name of one known under another uid comes after that
+    one's inferred DELETED: the listing is delivered page by page as it arrives (10,000
+    Deployments are not held in memory at once), so the name is checked per object.
 
     A function of its own so that the last page of objects is freed when it returns,
     not kept alive by a loop variable for as long as the watch that follows runs.
@@ -276,6 +286,8 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, settings: Any, resour
         listed_at = chunk_version  # the same for every page of one listing
         for obj in chunk:
             listed.add(identity(obj))
+            for gone in replaced(obj):
+                deliver('DELETED', gone, True)
             deliver(None, obj, False)
     NOTICE.recovered()
     for gone in unlisted(namespace, listed):

@@ -304,3 +304,38 @@ def test_memory_restored_from_an_unredacted_state_file_meets_todays_redaction(tr
     changed = observe(tracker, None, deployment('web', uid='u-web', rv='9', replicas=3))
     assert 's3cr3t' not in json.dumps(changed)
     assert changed['old']['spec']['template']['spec']['containers'][0]['env'][0]['value'] == '<redacted>'
+
+
+def test_replaced_names_the_known_object_whose_name_a_new_uid_now_bears(tracker: Tracker) -> None:
+    observe(tracker, None, deployment('web', uid='u-old', rv='1'))
+    observe(tracker, None, deployment('api', uid='u-api', rv='2'))
+
+    recreated = deployment('web', uid='u-new', rv='9')
+    assert [(o['metadata']['uid'], o['metadata']['resourceVersion']) for o in tracker.replaced(recreated)] \
+        == [('u-old', '1')]
+    assert tracker.replaced(deployment('web', uid='u-old', rv='3')) == []  # the same object, changed
+    assert tracker.replaced(deployment('other', uid='u-other')) == []  # a new name
+    other_namespace = deployment('web', uid='u-elsewhere')
+    other_namespace['metadata']['namespace'] = 'elsewhere'
+    assert tracker.replaced(other_namespace) == []
+
+    observe(tracker, 'DELETED', tracker.replaced(recreated)[0], inferred=True)
+    assert tracker.replaced(recreated) == []  # ended: the listing goes on with the new one
+    assert observe(tracker, None, recreated)['type'] == 'ADDED'
+
+
+def test_a_late_deleted_of_the_old_uid_keeps_the_new_one_findable(tracker: Tracker) -> None:
+    observe(tracker, None, deployment('web', uid='u-old', rv='1'))
+    observe(tracker, 'ADDED', deployment('web', uid='u-new', rv='5'))
+    observe(tracker, 'DELETED', deployment('web', uid='u-old', rv='1'))
+
+    assert [o['metadata']['uid'] for o in tracker.replaced(deployment('web', uid='u-third'))] == ['u-new']
+
+
+def test_replaced_works_on_restored_memory(tracker: Tracker) -> None:
+    previous = Tracker(redact=True, clock=lambda: NOW)
+    observe(previous, None, deployment('web', uid='u-old', rv='1'))
+    tracker.restore(previous.snapshot())
+
+    assert [o['metadata']['uid'] for o in tracker.replaced(deployment('web', uid='u-new'))] == ['u-old']
+
