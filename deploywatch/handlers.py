@@ -129,7 +129,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         logger.warning(f"{name} is not a deploywatch setting and is ignored (a typo?).")
 
     watching.install(deliver=deliver, unlisted=TRACKER.unlisted, replaced=TRACKER.replaced,
-                     before_exit=_save_state)
+                     restored_outside=TRACKER.restored_outside, before_exit=_save_state)
     if SETTINGS.state_file is not None:
         TRACKER.restore(state.load(SETTINGS.state_file) or {})
         _start(state.keep_saved(TRACKER, SETTINGS.state_file), name='deploywatch state file')

@@ -23,7 +23,9 @@ the guarantees a SharedInformer program does not give:
   the Deployment gone;
 * memory restored from a state file (``deploywatch.state``) is *unconfirmed*
   until a listing or watch event shows the object again: it gets no RESYNC,
-  since it may be gone already.
+  since it may be gone already; restored objects of namespaces outside today's
+  scope are named by :meth:`restored_outside`, to be ended with an inferred
+  DELETED (no listing will ever confirm or deny them).
 
 It knows nothing of Kopf, I/O or time sources beyond the injected clock, so the
 rules above are tested on plain dicts.
@@ -141,6 +143,14 @@ class Tracker:
         if other is None or other == key or other not in self._printed:
             return []
         return [decode(self._printed[other].encoded)]
+
+    def restored_outside(self, in_scope: Callable[[str | None], bool]) -> list[dict[str, Any]]:
+        """
+        The last known state of restored, still unconfirmed objects whose namespace is
+        not ``in_scope``: no listing of this run will confirm or deny them.
+        """
+        return [decode(remembered.encoded) for key, remembered in self._printed.items()
+                if key in self._unconfirmed and not in_scope(remembered.namespace)]
 
     def resync(self, key: str) -> Event | None:
         """RESYNC for one object if it is known to be alive, else None."""

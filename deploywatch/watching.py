@@ -78,9 +78,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
 import aiohttp
+import click
 from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.clients import fetching as kopf_fetching
 from kopf._cogs.clients import watching as kopf_watching
+from kopf._cogs.structs import references as kopf_references
 
 from deploywatch.tracker import identity
 
@@ -100,6 +102,8 @@ Deliver = Callable[[str | None, Mapping[str, Any], bool], None]
 Inferrer = Callable[[str | None, set[str]], list[dict[str, Any]]]
 # The object known under a listed object's namespace/name with another uid (recreated meanwhile).
 Replaced = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
+# The restored objects whose namespace is outside this run's scope (the predicate).
+Outside = Callable[[Callable[[str | None], bool]], list[dict[str, Any]]]
 Fatal = Callable[[], None]
 
 _original = kopf_watching.infinite_watch
@@ -109,7 +113,7 @@ def check() -> None:
     """Fail loudly if the installed Kopf lacks a piece this module builds on."""
     for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'watch_objs'),
                          (kopf_watching, 'streaming_block'), (kopf_watching, 'Bookmark'),
-                         (kopf_fetching, 'fetch_objs')]:
+                         (kopf_fetching, 'fetch_objs'), (kopf_references, 'match_namespace')]:
         if not hasattr(module, name):
             raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
 
@@ -143,16 +147,70 @@ class OutageNotice(logging.Filter):
 NOTICE = OutageNotice()
 
 
-def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal) -> None:
+def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, restored_outside: Outside,
+            before_exit: Fatal) -> None:
     """Route Kopf's per-namespace watch loops through :func:`supervise` from now on."""
     check()
+    scoped = False
 
     def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
+        nonlocal scoped
+        if not scoped and _is_deployments(kwargs['resource']):  # the first one: restored state is in
+            scoped = True
+            _end_out_of_scope(deliver=deliver, restored_outside=restored_outside, settings=kwargs['settings'])
         return supervise(deliver=deliver, unlisted=unlisted, replaced=replaced, before_exit=before_exit,
                          **kwargs)
 
     kopf_watching.infinite_watch = infinite_watch
     logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
+
+
+def _end_out_of_scope(*, deliver: Deliver, restored_outside: Outside, settings: Any) -> None:
+    """
+    End restored objects of namespaces this run does not watch, each with an inferred DELETED.
+
+    A state file written by a run with ``--all-namespaces`` (or other namespaces) holds
+    objects that no listing of this run will ever confirm or deny: kept, they would sit
+    in the state forever, and a reader would believe them alive and followed. Leaving
+    the scope ends an object as leaving a label selector does (``kubectl get -w -l``):
+    with DELETED, then nothing more. The scope is Kopf's: ``--all-namespaces`` (or
+    neither flag) watches every namespace; else a namespace is in scope when it matches
+    one of the ``--namespace`` patterns, as Kopf matches them (globs included).
+    """
+    in_scope = _scope(settings)
+    if in_scope is None:
+        return
+    gone = restored_outside(in_scope)
+    if not gone:
+        return
+    namespaces = sorted({str(obj.get('metadata', {}).get('namespace')) for obj in gone})
+    logger.warning(f"{len(gone)} Deployment(s) restored from the state file are in namespaces outside "
+                   f"this run's scope ({', '.join(namespaces)}): each is ended with an inferred DELETED "
+                   "and forgotten.")
+    for obj in gone:
+        deliver('DELETED', obj, True)
+
+
+def _scope(settings: Any) -> Callable[[str | None], bool] | None:
+    """
+    Whether a namespace is watched by this run, from Kopf's own flags; None if unknown.
+
+    Kopf hands its namespace patterns to nobody, but ``kopf run`` is a Click command and
+    the operator runs inside it (``deploywatch.handlers`` reads them the same way). Outside
+    Click (``kopf.run()`` from Python), nothing is ended: an unknown scope is no evidence.
+    """
+    if settings.peering.clusterwide:
+        return lambda _: True
+    context = click.get_current_context(silent=True)
+    if context is None or 'namespaces' not in context.params:
+        return None
+    patterns = [p for p in (*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')) if p]
+    if not patterns:
+        return None
+    def in_scope(namespace: str | None) -> bool:
+        name = kopf_references.NamespaceName(namespace or '')
+        return namespace is not None and any(kopf_references.match_namespace(name, p) for p in patterns)
+    return in_scope
 
 
 def _is_deployments(resource: Any) -> bool:

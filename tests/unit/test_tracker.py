@@ -339,3 +339,22 @@ def test_replaced_works_on_restored_memory(tracker: Tracker) -> None:
 
     assert [o['metadata']['uid'] for o in tracker.replaced(deployment('web', uid='u-new'))] == ['u-old']
 
+
+def test_restored_outside_names_unconfirmed_objects_of_namespaces_out_of_scope(tracker: Tracker) -> None:
+    previous = Tracker(redact=True, clock=lambda: NOW)
+    for name, namespace in [('a', 'kept'), ('b', 'left'), ('c', 'left'), ('d', 'kept')]:
+        raw = deployment(name, uid=f'u-{name}')
+        raw['metadata']['namespace'] = namespace
+        observe(previous, None, raw)
+    tracker.restore(previous.snapshot())
+    confirmed = deployment('a', uid='u-a')
+    confirmed['metadata']['namespace'] = 'kept'
+    tracker.observe(None, confirmed)
+
+    outside = tracker.restored_outside(lambda namespace: namespace == 'kept')
+    assert [o['metadata']['name'] for o in outside] == ['b', 'c']
+    assert [o['metadata']['name'] for o in tracker.restored_outside(lambda namespace: namespace == 'left')] \
+        == ['d']  # a is in the same namespace, but confirmed already
+    assert [o['metadata']['name'] for o in tracker.restored_outside(lambda _: False)] == ['b', 'c', 'd']
+    assert tracker.restored_outside(lambda _: True) == []
+    assert 's3cr3t' not in json.dumps(outside)
