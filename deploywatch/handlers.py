@@ -188,4 +188,4 @@ def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:
     if context is None or 'namespaces' not in context.params:
         return True
     patterns = [*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')]
-    return any(char in pattern for pattern in patterns for char in '*?!,')
+    return any(char in pattern for pattern in patterns for char in '*?[!,')  # fnmatch's [...] too

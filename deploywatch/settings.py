@@ -19,9 +19,13 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from deploywatch.selectors import Selector
+from deploywatch.selectors import Selector, SelectorError
 
 PREFIX = 'DEPLOYWATCH_'
+# The shortest resync interval: what the test suite uses to see RESYNC quickly. Shorter is no
+# longer a periodic re-announcement but a stream of nothing else (each round prints every
+# Deployment, 10,000 take about a second), and far more likely a typo ("0.001" for "1000").
+MIN_RESYNC_SECONDS = 0.1
 EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'RESYNC'})
 
 
@@ -32,6 +36,13 @@ class SettingsError(ValueError):
 def _seconds(text: str) -> float:
     value = float(text)  # ValueError for "abc"
     if not math.isfinite(value) or value < 0:  # "1e999" parses as inf; "nan" as nan
+        raise ValueError(text)
+    return value
+
+
+def _resync_seconds(text: str) -> float:
+    value = _seconds(text)
+    if 0 < value < MIN_RESYNC_SECONDS:
         raise ValueError(text)
     return value
 
@@ -71,8 +82,9 @@ def _types(text: str) -> frozenset[str]:
 
 
 def _label_selector(text: str) -> str:
-    Selector.parse(text)  # raises ValueError on a malformed selector, as the API server would
-    return text.strip()
+    # SelectorError where the API server would answer 400 (to every LIST and WATCH, forever).
+    Selector.parse(text)
+    return text.strip(' \t\r\n')  # the selector's own whitespace, nothing the server would read
 
 
 def _setting(*, env: str, default: Any, parse: Callable[[str], Any], accepts: str, doc: str) -> Any:
@@ -88,11 +100,12 @@ class Settings:
     """
 
     resync_seconds: float = _setting(
-        env='RESYNC_SECONDS', default=600.0, parse=_seconds,
-        accepts='a finite number of seconds >= 0 (0 turns resync off)',
+        env='RESYNC_SECONDS', default=600.0, parse=_resync_seconds,
+        accepts=f'a finite number of seconds: 0 (resync off) or at least {MIN_RESYNC_SECONDS}',
         doc="Every this many seconds, each live Deployment is printed again as RESYNC. "
             "Ten minutes by default: often enough for an audit store to notice a gap, "
-            "rare enough that 10,000 Deployments do not flood the stream.",
+            "rare enough that 10,000 Deployments do not flood the stream. At least "
+            f"{MIN_RESYNC_SECONDS} s: a shorter interval would print little but RESYNC.",
     )
     redact: bool = _setting(
         env='REDACT', default=True, parse=_boolean,
@@ -122,7 +135,8 @@ class Settings:
         accepts='a Kubernetes label selector, e.g. "app=web,tier in (front,back),!canary"',
         doc="Only Deployments matching it, filtered by the API server. A Deployment whose labels "
             "stop matching is reported as DELETED (and as ADDED when it matches again), as "
-            "kubectl get -w -l does.",
+            "kubectl get -w -l does. Checked with the API server's own grammar before connecting "
+            "(keys, values, in/notin sets, =, ==, !=, and > or < an integer).",
     )
     printed_types: frozenset[str] = _setting(
         env='TYPES', default=EVENT_TYPES, parse=_types,
@@ -159,9 +173,11 @@ class Settings:
                 continue
             try:
                 values[field.name] = field.metadata['parse'](environ[name])
-            except (ValueError, OverflowError):
+            except (ValueError, OverflowError) as error:
+                # A selector's error says which part is wrong (always one printable line).
+                reason = f' ({error})' if isinstance(error, SelectorError) else ''
                 raise SettingsError(
-                    f"{name}={environ[name]!r} is invalid: expected {field.metadata['accepts']}."
+                    f"{name}={environ[name]!r} is invalid{reason}: expected {field.metadata['accepts']}."
                 ) from None
         return cls(**values)
 

@@ -22,7 +22,12 @@ BAD_VALUES = [
     ('DEPLOYWATCH_RESYNC_SECONDS', 'nan'),
     ('DEPLOYWATCH_REDACT', 'maybe'),
     ('DEPLOYWATCH_FORMAT', 'xml'),
+    ('DEPLOYWATCH_RESYNC_SECONDS', '0.01'),  # below the floor: a typo, or a stream of nothing but RESYNC
     ('DEPLOYWATCH_LABEL_SELECTOR', 'tier in (front'),
+    # Shaped like a selector, refused by the API server (400 on every LIST): keys, values, integers.
+    ('DEPLOYWATCH_LABEL_SELECTOR', 'app=web_'),
+    ('DEPLOYWATCH_LABEL_SELECTOR', 'example.com/team/app=web'),
+    ('DEPLOYWATCH_LABEL_SELECTOR', 'replicas>few'),
     ('DEPLOYWATCH_TYPES', 'ADDED,CREATED'),
     ('DEPLOYWATCH_OBJECT', 'tiny'),
     ('DEPLOYWATCH_STATE_FILE', '/nonexistent-dir/state.json'),

@@ -26,21 +26,22 @@ def test_settings_are_frozen() -> None:
 
 
 @pytest.mark.parametrize(('text', 'seconds'), [
-    ('0', 0.0), ('2.5', 2.5), ('600', 600.0), (' 30 ', 30.0), ('1e3', 1000.0), ('0.001', 0.001),
+    ('0', 0.0), ('2.5', 2.5), ('600', 600.0), (' 30 ', 30.0), ('1e3', 1000.0), ('0.1', 0.1), ('-0', 0.0),
 ])
 def test_valid_resync_seconds(text: str, seconds: float) -> None:
     assert Settings.from_env({RESYNC: text}).resync_seconds == seconds
 
 
 @pytest.mark.parametrize('text', ['-1', '-0.5', 'abc', '1e999', '-1e999', 'nan', 'NaN', 'inf', '-inf',
-                                  'infinity', '', '   ', '10s', '1,5'])
+                                  'infinity', '', '   ', '10s', '1,5',
+                                  '0.001', '0.099', '1e-9', '5e-324'])  # below the 0.1 s floor
 def test_invalid_resync_seconds_name_the_variable_and_what_it_accepts(text: str) -> None:
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({RESYNC: text})
     message = str(raised.value)
     assert RESYNC in message
     assert repr(text) in message
-    assert 'a finite number of seconds >= 0 (0 turns resync off)' in message
+    assert 'a finite number of seconds: 0 (resync off) or at least 0.1' in message
     assert isinstance(raised.value, ValueError)
 
 
@@ -98,3 +99,27 @@ def test_load_or_exit_prints_one_line_on_stderr_and_exits_2(
     assert captured.err.startswith(f'deploywatch: {name}=')
     assert 'expected' in captured.err
     assert 'Traceback' not in captured.err
+
+
+LABEL_SELECTOR = 'DEPLOYWATCH_LABEL_SELECTOR'
+
+
+@pytest.mark.parametrize('text', ['app=web', ' tier in (front,back), !canary ', 'n>3', ''])
+def test_a_valid_label_selector_is_kept_as_the_server_reads_it(text: str) -> None:
+    assert Settings.from_env({LABEL_SELECTOR: text}).label_selector == text.strip()
+
+
+@pytest.mark.parametrize(('text', 'reason'), [
+    ('app=web_', "'web_'"),                     # the old check took any characters but !=,() and spaces
+    ('k' * 64, 'at most 63'),
+    ('example.com/a/b', "'example.com/a/b'"),
+    ('replicas>few', 'integer'),
+    ('app=web,', "after ','"),
+])
+def test_an_invalid_label_selector_says_why_in_the_one_line(text: str, reason: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({LABEL_SELECTOR: text})
+    message = str(raised.value)
+    assert message.startswith(f'{LABEL_SELECTOR}={text!r} is invalid')
+    assert reason in message and 'expected a Kubernetes label selector' in message
+    assert message.isprintable()
