@@ -87,6 +87,11 @@ class Tracker:
         """A snapshot of the live objects' keys, safe to iterate while events arrive."""
         return list(self._printed)
 
+    def encoded(self, key: str) -> bytes | None:
+        """The state remembered for ``key`` as JSON bytes (None: not alive): what a written line commits."""
+        remembered = self._printed.get(key)
+        return None if remembered is None else remembered.encoded
+
     def observe(self, watch_type: str | None, raw: Mapping[str, Any], *,
                 inferred: bool = False) -> Event | None:
         """
