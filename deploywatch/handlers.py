@@ -71,38 +71,96 @@ more time and memory than deploywatch's own work (``make bench``).
 Everything runs on the event loop: the tracker is only touched from there,
 where the RESYNC task also runs, so no lock is needed and no RESYNC can
 interleave with a DELETED. (The handler is ``async`` for the same reason:
-Kopf would run a sync one in a thread pool.)
+Kopf would run a sync one in a thread pool.) Only the writing of lines to stdout
+happens in a thread (``deploywatch.output.Spool``), so that a slow reader does
+not stop the loop, which also serves Kopf's liveness probe and peering keep-alive.
+
+Kopf's operator pause, used twice
+=================================
+
+Kopf pauses the watches of a paused operator (``operator_paused``, a set of
+toggles: peering puts one there per peering object). deploywatch hooks into the
+call Kopf makes to start each watch (after ``deploywatch.watching`` installed its
+loop, so the same Kopf version check covers it) to hold that set, and:
+
+* adds a toggle of its own, on while the writer's memory is over its bound: the
+  Deployment watches then close and wait, and resume from their resourceVersion
+  when the reader has caught up; the unread changes wait in the API server, not
+  here (``deploywatch.output`` has the bounds);
+* follows the other toggles: while any is on (peering: another replica leads),
+  this replica prints nothing. The lines still waiting to be written are dropped
+  (counted in a warning: the replica that leads prints the current state of every
+  Deployment from its own listing), and RESYNC skips its rounds.
+
+Failures are loud
+=================
+
+A background task that dies (the state file's saver, RESYNC, the pause follower),
+a line stdout refuses (a full disk), or a failed final save is an ERROR on stderr
+and stops the operator the normal way (SIGTERM to itself, so the clean-up still
+saves what was written); the process then exits with status 1
+(:data:`FAILURE_EXIT`) instead of 0.
 """
 import asyncio
+import atexit
+import dataclasses
+import functools
 import logging
 import os
+import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import click
 import kopf
+from kopf._cogs.aiokits import aiotoggles
+from kopf._cogs.clients import watching as kopf_watching
 
 from deploywatch import settings as settings_module
 from deploywatch import state, watching
-from deploywatch.output import LineWriter
+from deploywatch.output import HIGH_WATER, LineWriter, Spool, stdout
 from deploywatch.output import encode as encode_json
 from deploywatch.preflight import check_credentials_or_exit
 from deploywatch.resync import resync_forever
 from deploywatch.shaping import Shaper
 from deploywatch.text import TextEncoder
-from deploywatch.tracker import Tracker
+from deploywatch.tracker import Tracker, identity
 
 logger = logging.getLogger('deploywatch')
 
+FAILURE_EXIT = 1
+DRAIN_SECONDS = 3.0  # at shutdown, how long the lines still waiting may take to be written
+
 SETTINGS = settings_module.load_or_exit(os.environ)
 check_credentials_or_exit(os.environ)
+RESTORED = state.load_or_exit(SETTINGS.state_file) if SETTINGS.state_file is not None else None
 TRACKER = Tracker(redact=SETTINGS.redact)
-WRITER = LineWriter(
-    encode=(TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
-            if SETTINGS.output_format == 'text' else encode_json),
-    select=Shaper.from_settings(SETTINGS))
+LEDGER = state.Ledger()  # what was written: the state file's content
+SAVER = state.Saver(SETTINGS.state_file, LEDGER) if SETTINGS.state_file is not None else None
 _background: set[asyncio.Task[None]] = set()
+
+
+@dataclasses.dataclass
+class Run:
+    """This process's run: its loop (for callbacks from the writer thread), and how it ends."""
+    loop: asyncio.AbstractEventLoop | None = None
+    failure: int = 0  # the exit status, once something failed
+    stopping: bool = False
+
+    def fail(self, message: str) -> None:
+        """An ERROR, then the normal stop (the clean-up saves what was written); exit status 1."""
+        logger.error(message)
+        self.failure = FAILURE_EXIT
+        self.stop()
+
+    def stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+RUN = Run()
 
 # Kopf retries every failed request (403 Forbidden included) 8 times over ~54 s, then the loop
 # that sent it fails and Kopf stops the operator. ~5 minutes rides out API server restarts and
@@ -128,21 +186,35 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for name in settings_module.Settings.unknown_variables(os.environ):
         logger.warning(f"{name} is not a deploywatch setting and is ignored (a typo?).")
 
+    RUN.loop = asyncio.get_running_loop()
     watching.install(deliver=deliver, unlisted=TRACKER.unlisted, replaced=TRACKER.replaced,
                      restored_outside=TRACKER.restored_outside, before_exit=_save_state)
-    if SETTINGS.state_file is not None:
-        TRACKER.restore(state.load(SETTINGS.state_file) or {})
-        _start(state.keep_saved(TRACKER, SETTINGS.state_file), name='deploywatch state file')
+    kopf_watching.infinite_watch = functools.partial(_pausable, kopf_watching.infinite_watch)
+    if SAVER is not None:
+        TRACKER.restore(RESTORED or {})
+        LEDGER.restore(TRACKER.snapshot())  # what the previous run wrote
+        _start(state.keep_saved(SAVER), name='the state file saver')
     if SETTINGS.resync_seconds > 0:
-        _start(resync_forever(tracker=TRACKER, writer=WRITER, interval=SETTINGS.resync_seconds),
-               name='deploywatch resync')
+        _start(resync_forever(tracker=TRACKER, writer=SPOOL, interval=SETTINGS.resync_seconds,
+                              gate=PAUSE.may_print),
+               name='RESYNC')
 
 
 @kopf.on.cleanup()
 async def stop_background(**_: Any) -> None:
-    for task in _background:
+    """Stop printing, write what waits (briefly: the reader may be stuck), then the final save."""
+    RUN.stopping = True
+    saver = {task for task in _background if task.get_name() == 'the state file saver'}
+    for task in _background - saver:
         task.cancel()
-    await asyncio.gather(*_background, return_exceptions=True)
+    await asyncio.gather(*(_background - saver), return_exceptions=True)
+    left = await asyncio.to_thread(SPOOL.close, DRAIN_SECONDS)
+    if left:
+        logger.warning(f"{left} lines were not written before stopping (stdout did not take them "
+                       f"within {DRAIN_SECONDS:.0f}s); they are not saved as printed.")
+    for task in saver:
+        task.cancel()  # its last act is the final save, of what was written
+    await asyncio.gather(*saver, return_exceptions=True)
     _background.clear()
 
 
@@ -161,17 +233,134 @@ async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
 def deliver(watch_type: str | None, raw: Mapping[str, Any], inferred: bool) -> None:
     line = TRACKER.observe(watch_type, raw, inferred=inferred)
     if line is not None:
-        WRITER.write(line)
+        key = identity(raw)
+        SPOOL.write(line, functools.partial(LEDGER.written, key, TRACKER.encoded(key)))
 
 
-def _start(coroutine: Any, *, name: str) -> None:
-    _background.add(asyncio.create_task(coroutine, name=name))
+class Pause:
+    """
+    Kopf's operator pause, seen from here (see "Kopf's operator pause, used twice" above).
+
+    ``toggles`` is Kopf's ``operator_paused``; ``full`` is deploywatch's own toggle in it.
+    ``leading`` is whether no other toggle is on: whether this replica may print.
+    """
+
+    def __init__(self) -> None:
+        self.toggles: aiotoggles.ToggleSet | None = None
+        self.full: aiotoggles.Toggle | None = None
+        self.leading = True
+
+    async def attach(self, toggles: aiotoggles.ToggleSet) -> None:
+        if self.toggles is not None:
+            return
+        self.toggles = toggles
+        self.full = await toggles.make_toggle(SPOOL.pending > HIGH_WATER, name='stdout is behind')
+        _start(self._follow(toggles), name='the pause follower')
+
+    def _others_on(self) -> bool:
+        toggles = list(self.toggles) if self.toggles is not None else []  # a ToggleSet has no truth value
+        return any(toggle.is_on() for toggle in toggles if toggle is not self.full)
+
+    async def _follow(self, toggles: aiotoggles.ToggleSet) -> None:
+        # Kopf's toggles share one condition, notified on every change (private, as the set is).
+        condition: asyncio.Condition = toggles._condition
+        while True:
+            async with condition:
+                await condition.wait_for(lambda: self._others_on() == self.leading)
+            self.leading = not self.leading
+            if self.leading:
+                SPOOL.resume()
+                logger.info("Not paused any more: printing again.")
+            else:
+                dropped = SPOOL.suspend()
+                if dropped:
+                    logger.warning(f"Paused by Kopf (peering: another replica leads) with {dropped} lines "
+                                   "not yet written: they are dropped, not printed late; the replica "
+                                   "that leads prints the current state of every Deployment.")
+
+    async def behind(self, on: bool) -> None:
+        if self.full is not None:
+            await self.full.turn_to(on)
+        if on:
+            logger.warning(f"stdout is not keeping up: over {HIGH_WATER // 2**20} MiB of lines wait to "
+                           "be written. The Deployment watches pause until half of it is written; the "
+                           "changes wait in the API server meanwhile, and nothing is lost.")
+        else:
+            logger.warning("stdout is keeping up again: the Deployment watches resume where they paused.")
+
+    async def may_print(self) -> bool:
+        """For RESYNC: wait while stdout is behind; whether this replica may print."""
+        if self.full is not None:
+            await self.full.wait_for(False)
+        return self.leading and not SPOOL.stopped
+
+
+async def _pausable(installed: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    """Kopf's call to start a watch: note its pause toggles, then run deploywatch's loop."""
+    if kwargs.get('operator_paused') is not None:
+        await PAUSE.attach(kwargs['operator_paused'])
+    async for item in installed(**kwargs):
+        yield item
+
+
+def _threadsafe(function: Any) -> Any:
+    """A callback from the writer thread, run on the loop."""
+    def call(*args: Any) -> None:
+        loop = RUN.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(function, *args)
+    return call
+
+
+def _behind(on: bool) -> None:
+    _start(PAUSE.behind(on), name='the watch pause', supervised=False)
+
+
+def _write_failed(error: OSError) -> None:
+    RUN.fail(f"stdout does not take lines any more ({error.strerror or error}): stopping; "
+          "what was not written is not saved as printed.")
+
+
+@atexit.register
+def _exit_with_failure() -> None:
+    """``kopf run`` ends with 0 after a stop; a stop after a failure must not look like success."""
+    if RUN.failure:
+        logging.shutdown()
+        os._exit(RUN.failure)
+
+
+def _start(coroutine: Any, *, name: str, supervised: bool = True) -> None:
+    task = asyncio.create_task(coroutine, name=name)
+    _background.add(task)
+    task.add_done_callback(_ended if supervised else _background.discard)
+
+
+def _ended(task: asyncio.Task[None]) -> None:
+    """A background task must run until the clean-up cancels it: anything else is a failure."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is None and RUN.stopping:
+        return
+    how = 'ended' if error is None else f'failed ({type(error).__name__}: {error})'
+    RUN.fail(f"{task.get_name()} {how}; stopping.")
 
 
 def _save_state() -> None:
-    """Before an abrupt exit (a missing permission): keep what was printed so far."""
-    if SETTINGS.state_file is not None:
-        state.save(SETTINGS.state_file, TRACKER.snapshot())
+    """Before an abrupt exit (a missing permission): keep what was written so far."""
+    if SAVER is not None:
+        SAVER.save()
+
+
+SPOOL = Spool(
+    LineWriter(stdout(),
+               encode=(TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+                       if SETTINGS.output_format == 'text' else encode_json),
+               select=Shaper.from_settings(SETTINGS),
+               on_reader_gone=RUN.stop),
+    on_pressure=_threadsafe(_behind),
+    on_failure=_threadsafe(_write_failed))
+PAUSE = Pause()
 
 
 def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:

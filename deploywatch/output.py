@@ -1,25 +1,59 @@
 """
-The one writer of stdout: one JSON object per line, flushed per line.
+The one writer of stdout: one JSON object per line, flushed per line, off the event loop.
 
 stdout belongs to the event stream alone (Kopf's and our logs go to stderr), so
 everything that writes there goes through :class:`LineWriter`. Each line is
 written and flushed whole, so a reader (``jq``, Fluent Bit, a pipe into a file)
 never sees half a line and sees every line as soon as it is built.
 
+A reader slower than the events must not stop the operator's event loop: the
+loop also answers Kopf's liveness probe, sends the peering keep-alive and reads
+the watch streams, which the API server drops when they are not read. So the
+lines go through a :class:`Spool`: built and encoded on the loop, in stream
+order, kept in a bounded amount of memory, and written by one thread, which is
+the one that waits when the reader does. What happens as the reader falls
+behind, in order:
+
+* up to :data:`HIGH_WATER` bytes of lines wait in memory; nothing else changes;
+* beyond it, ``on_pressure(True)`` is called once (deploywatch pauses its
+  Deployment watches there: the changes then wait in the API server, and the
+  watches resume where they stopped, ``on_pressure(False)``, when half of it is
+  written). A few lines already read from the network still arrive meanwhile;
+* beyond :data:`HARD_LIMIT` (a listing, which a paused watch does not stop, can
+  reach it), the caller itself waits until the thread has written enough:
+  memory stays bounded, and the loop is held as it was before the spool existed.
+
+Nothing is ever dropped silently. Lines are dropped only when they must not be
+printed any more, and counted in a warning by the caller: :meth:`Spool.suspend`
+(this replica lost its peering lead), or once the reader is gone or stdout fails.
+
+Each line may carry a ``commit``: called once the line was written (taken by the
+pipe or the file), in stream order, never for a line that was not. That is how
+the state file learns what was printed, as opposed to what was meant to be.
+
 When the reader goes away (``deploywatch | head -1``), the next write fails with
 ``BrokenPipeError``. That is the reader's way of saying "enough", not an error:
 the writer points fd 1 at /dev/null (so nothing, not even the interpreter's
 final flush, can fail again and print a traceback) and asks the operator to stop
 the normal way, with SIGTERM to itself, which Kopf turns into a graceful exit 0.
+Any other failure to write (a full disk: ``ENOSPC``) is the caller's ``on_failure``.
 """
+import collections
 import json
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 import orjson
+
+HIGH_WATER = 8 * 1024 * 1024  # bytes of unwritten lines before the watches pause
+HARD_LIMIT = 2 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
+
+Commit = Callable[[], None]
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
@@ -39,7 +73,16 @@ def encode(event: Mapping[str, Any]) -> bytes:
 
 
 def _stop_quietly() -> None:
-    signal.raise_signal(signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)  # the process, whichever thread finds the reader gone
+
+
+def stdout() -> BinaryIO:
+    """
+    fd 1 without Python's buffer: the writer thread may be blocked in a write when the
+    process exits, and a buffered stream's lock held by it would abort the interpreter's
+    final flush. Lines are written whole by :meth:`LineWriter.emit` anyway.
+    """
+    return os.fdopen(sys.stdout.fileno(), 'wb', buffering=0, closefd=False)
 
 
 Encoder = Callable[[Mapping[str, Any]], bytes]
@@ -53,7 +96,8 @@ def _everything(event: dict[str, Any]) -> dict[str, Any] | None:
 class LineWriter:
     """
     Writes events: ``select`` decides what of each is written (``shaping.Shaper``),
-    ``encode`` how (JSON here, or ``text.TextEncoder``).
+    ``encode`` how (JSON here, or ``text.TextEncoder``). :meth:`line` builds the
+    bytes, :meth:`emit` writes them; :meth:`write` does both, synchronously.
     """
 
     def __init__(
@@ -71,18 +115,33 @@ class LineWriter:
         self.reader_gone = False
 
     def write(self, event: dict[str, Any]) -> None:
-        if self.reader_gone:
-            return
+        data = self.line(event)
+        if data is not None:
+            self.emit(data)
+
+    def line(self, event: dict[str, Any]) -> bytes | None:
+        """The bytes to write for an event, or None if nothing of it is written."""
         selected = self._select(event)
-        if selected is None:
-            return
+        return None if selected is None else self._encode(selected)
+
+    def emit(self, data: bytes) -> bool:
+        """
+        Write one line whole and flush it; False if the reader is gone (now or before).
+        Other errors (``OSError``: a full disk) are raised: the line was not written.
+        """
+        if self.reader_gone:
+            return False
         try:
-            self._stream.write(self._encode(selected))
+            view = memoryview(data)
+            while view:  # an unbuffered stream may take a line in parts
+                view = view[self._stream.write(view) or 0:]
             self._stream.flush()
         except BrokenPipeError:
             self.reader_gone = True
             self._silence()
             self._on_reader_gone()
+            return False
+        return True
 
     def _silence(self) -> None:
         try:
@@ -92,3 +151,154 @@ class LineWriter:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fileno)
         os.close(devnull)
+
+
+def _nothing(*_: Any) -> None:
+    pass
+
+
+class Spool:
+    """
+    Lines between the event loop and stdout, in bounded memory, written by one thread.
+
+    :meth:`write` is called on the loop (it selects and encodes there, in order);
+    ``on_pressure`` and ``on_failure`` are called from either thread: the caller
+    hands them over to its loop itself.
+    """
+
+    def __init__(
+            self,
+            writer: LineWriter,
+            *,
+            high_water: int = HIGH_WATER,
+            hard_limit: int = HARD_LIMIT,
+            on_pressure: Callable[[bool], None] = _nothing,
+            on_failure: Callable[[OSError], None] = _nothing,
+    ) -> None:
+        self._writer = writer
+        self._high = high_water
+        self._hard = max(hard_limit, high_water)
+        self._on_pressure = on_pressure
+        self._on_failure = on_failure
+        self._queue: collections.deque[tuple[bytes, Commit | None]] = collections.deque()
+        self._changed = threading.Condition()
+        self._pending = 0  # bytes in the queue
+        self._writing = False  # a line taken from the queue is being written
+        self._over = False  # on_pressure(True) was the last call
+        self._suspended = False
+        self._closed = False
+        self.stopped = False  # the reader is gone, or stdout failed: nothing is written any more
+        self.dropped = 0  # lines not written while suspended or stopped
+        self.peak = 0  # the most bytes that ever waited
+        self.waits = 0  # times write() had to wait for the thread (the hard limit)
+        self._thread = threading.Thread(target=self._run, name='deploywatch stdout', daemon=True)
+        self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of lines waiting to be written."""
+        return self._pending
+
+    def write(self, event: dict[str, Any], commit: Commit | None = None) -> None:
+        """Queue a line (and its commit, in order even when nothing of the event is printed)."""
+        data = self._writer.line(event)
+        if data is None and commit is None:
+            return
+        data = data or b''
+        pressure = False
+        with self._changed:
+            if self._suspended or self.stopped or self._closed:
+                self.dropped += bool(data)
+                return
+            self._queue.append((data, commit))
+            self._pending += len(data)
+            self.peak = max(self.peak, self._pending)
+            if not self._over and self._pending > self._high:
+                self._over = pressure = True
+            self._changed.notify_all()
+            if self._pending > self._hard:
+                self.waits += 1
+                self._changed.wait_for(lambda: self._pending <= self._hard or self.stopped
+                                       or self._suspended or self._closed)
+        if pressure:
+            self._on_pressure(True)
+
+    def suspend(self) -> int:
+        """Drop what waits and everything written until :meth:`resume`; how many lines were dropped."""
+        with self._changed:
+            self._suspended = True
+            dropped = self._drop()
+            released = self._release()
+            self._changed.notify_all()
+        if released:
+            self._on_pressure(False)
+        return dropped
+
+    def resume(self) -> None:
+        with self._changed:
+            self._suspended = False
+
+    def close(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the lines to be written; how many were not."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._changed.wait_for(lambda: not (self._queue or self._writing) or self.stopped,
+                                   timeout=max(0.0, deadline - time.monotonic()))
+            self._closed = True
+            left = sum(1 for data, _ in self._queue if data) + self._writing
+            self._queue.clear()
+            self._pending = 0
+            self._changed.notify_all()
+        return left
+
+    def _drop(self) -> int:
+        dropped = sum(1 for data, _ in self._queue if data)
+        self._queue.clear()
+        self._pending = 0
+        self.dropped += dropped
+        return dropped
+
+    def _release(self) -> bool:
+        """Whether the pressure is off now (and was on): the caller calls on_pressure(False)."""
+        if self._over and self._pending <= self._high // 2:
+            self._over = False
+            return True
+        return False
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._queue) or self._closed)
+                if not self._queue:
+                    return
+                data, commit = self._queue.popleft()
+                self._pending -= len(data)
+                self._writing = True
+                released = self._release()
+                self._changed.notify_all()
+            if released:
+                self._on_pressure(False)
+            try:
+                written = not data or self._writer.emit(data)
+            except OSError as error:
+                self._stop()
+                self._on_failure(error)
+                return
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+            if not written:  # the reader is gone: the process is stopping
+                self._stop()
+                return
+            if commit is not None:
+                commit()
+
+    def _stop(self) -> None:
+        with self._changed:
+            self.stopped = True
+            self._writing = False
+            self._drop()
+            released = self._release()
+            self._changed.notify_all()
+        if released:
+            self._on_pressure(False)

@@ -11,21 +11,41 @@ SharedInformer's resync does too.
 The loop sleeps on the event loop's monotonic clock, so wall-clock jumps do not
 matter, and it yields to the event loop between batches, so a resync of
 thousands of objects never holds back a real change for long.
+
+Before each batch it asks its ``gate``, which may wait (while stdout does not
+keep up: a RESYNC round must not fill the writer's memory, see
+``deploywatch.output``) and answers whether this replica may print at all: a
+replica that Kopf's peering has paused prints nothing, RESYNC included, and the
+rest of that round is skipped rather than printed late.
 """
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-from deploywatch.output import LineWriter
 from deploywatch.tracker import Tracker
 
 BATCH = 200  # objects printed between two yields to the event loop
 
+Gate = Callable[[], Awaitable[bool]]
 
-async def resync_forever(*, tracker: Tracker, writer: LineWriter, interval: float) -> None:
+
+class Writer(Protocol):
+    def write(self, event: dict[str, Any]) -> None: ...
+
+
+async def _open() -> bool:
+    return True
+
+
+async def resync_forever(*, tracker: Tracker, writer: Writer, interval: float, gate: Gate = _open) -> None:
     while True:
         await asyncio.sleep(interval)
         for index, key in enumerate(tracker.uids()):
-            if index and index % BATCH == 0:
-                await asyncio.sleep(0)
+            if index % BATCH == 0:
+                if index:
+                    await asyncio.sleep(0)
+                if not await gate():
+                    break  # paused: this round is over
             event = tracker.resync(key)  # None if deleted since the snapshot
             if event is not None:
                 writer.write(event)

@@ -15,10 +15,24 @@ between two saves, the next start re-derives those last changes from the
 listing, marked ``inferred``: a consumer sees them twice at most, never loses
 one, and can de-duplicate on (uid, resourceVersion, type).
 
+What is saved is what was *written*, not what was meant to be: the writer
+(``deploywatch.output``) commits each line to a :class:`Ledger` once stdout took
+it, in stream order, and only the ledger is saved. A line that never reached the
+reader (it went away, the disk is full, the process stopped with lines still
+waiting) is then printed by the next run, never skipped.
+
 A save never leaves a torn file: it writes a temporary file in the same
-directory, fsyncs it, and renames it over the old one. A file that is torn or
-corrupt anyway (another writer, a full disk, a hand edit) is detected by its
-checksum, reported on stderr and ignored: deploywatch then starts as without it.
+directory, fsyncs it, and renames it over the old one. Saves are serialised by a
+lock, each taking its snapshot inside it, so the final save at shutdown always
+lands after (and holds more than) a periodic save still in flight. A file that
+is torn or corrupt anyway (another writer, a full disk, a hand edit) is detected
+by its checksum, reported on stderr and ignored: deploywatch then starts as
+without it, and overwrites it.
+
+A file that is not a deploywatch state file at all (a path mistyped onto someone
+else's data) is refused before anything connects, and never overwritten
+(:func:`load_or_exit`). A save that fails is raised to the caller: the operator
+stops on it rather than going on without the restart guarantee it promised.
 """
 import asyncio
 import contextlib
@@ -27,14 +41,16 @@ import json
 import logging
 import os
 import pathlib
+import sys
 import tempfile
+import threading
 from collections.abc import Mapping
-
-from deploywatch.tracker import Tracker
+from typing import Protocol
 
 logger = logging.getLogger('deploywatch')
 
 FORMAT = 'deploywatch-state/2'
+MAGIC = b'{"format": "deploywatch-state/'  # how every state file begins, of any format version
 SAVE_INTERVAL = 1.0
 
 Encoded = dict[str, bytes]  # uid -> the object as JSON bytes, as the tracker keeps it
@@ -77,6 +93,44 @@ def load(path: pathlib.Path) -> Encoded | None:
     except OSError as error:
         logger.warning(f"State file {path} cannot be read ({error}); starting without it.")
         return None
+    return _parse(path, content)
+
+
+def load_or_exit(path: pathlib.Path) -> Encoded | None:
+    """
+    :func:`load`, after refusing what must not be overwritten: one line on stderr, exit 2.
+
+    Refused: a directory, a folder that does not exist (no save could succeed), a file
+    that cannot be read, and a file that is not a deploywatch state file (it does not
+    begin as every state file does). An empty file is taken as nothing saved yet.
+    """
+    problem: str | None = None
+    content = b''
+    if path.is_dir():
+        problem = 'is a directory; name a file in it'
+    elif not path.parent.is_dir():
+        problem = f'its folder {path.parent} does not exist'
+    else:
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            problem = f'cannot be read ({error.strerror or error})'
+        else:
+            if content and not content.startswith(MAGIC):
+                problem = ('exists and is not a deploywatch state file; it is left as it is: '
+                           'name a new file, or remove this one')
+    if problem is not None:
+        print(f"deploywatch: DEPLOYWATCH_STATE_FILE={path} {problem}.", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    if not content:
+        logger.info(f"No state saved at {path} yet: every Deployment is new to this run.")
+        return None
+    return _parse(path, content)
+
+
+def _parse(path: pathlib.Path, content: bytes) -> Encoded | None:
     header, _, body = content.partition(b'\n')
     try:
         meta = json.loads(header)
@@ -99,15 +153,93 @@ def _entry(line: bytes) -> tuple[str, bytes]:
     return key.decode(), data
 
 
-async def keep_saved(tracker: Tracker, path: pathlib.Path) -> None:
-    """Save whenever the memory changed, at most every SAVE_INTERVAL seconds, and at the end."""
-    saved = -1  # the first round saves: the file exists from the first second of a run
+class Memory(Protocol):
+    """What is saved: a :class:`Ledger` (or, in tests, a tracker)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def snapshot(self) -> dict[str, bytes]: ...
+
+
+class Ledger:
+    """
+    What reached stdout: for every object, the last state written, encoded (the state file).
+
+    The writer thread commits to it line by line while the loop takes snapshots, hence the
+    lock. The bytes are the tracker's own (immutable, shared), so the ledger costs one
+    dict entry per object, not a second copy of the objects.
+    """
+
+    def __init__(self, initial: Mapping[str, bytes] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._written: dict[str, bytes] = dict(initial or {})
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Moves on every change: tells the saver there is something to save."""
+        return self._version
+
+    def written(self, key: str, encoded: bytes | None) -> None:
+        """A line about ``key`` was written: its state is now ``encoded`` (None: it was deleted)."""
+        with self._lock:
+            if encoded is None:
+                self._written.pop(key, None)
+            else:
+                self._written[key] = encoded
+            self._version += 1
+
+    def snapshot(self) -> dict[str, bytes]:
+        with self._lock:
+            return dict(self._written)
+
+    def restore(self, encoded: Mapping[str, bytes]) -> None:
+        """Start from what a previous run wrote (the tracker's restored memory)."""
+        with self._lock:
+            self._written = dict(encoded)
+            self._version += 1
+
+
+class SaveError(OSError):
+    """A save that failed, naming the file."""
+
+
+class Saver:
+    """Saves of one file, one at a time, each of the memory as it is when its turn comes."""
+
+    def __init__(self, path: pathlib.Path, memory: Memory) -> None:
+        self.path = path
+        self._memory = memory
+        self._lock = threading.Lock()
+        self._saved: int | None = None
+
+    def save(self) -> bool:
+        """Save if the memory changed since the last save; whether it did. Raises SaveError."""
+        with self._lock:
+            version = self._memory.version
+            if version == self._saved:
+                return False
+            try:
+                save(self.path, self._memory.snapshot())
+            except OSError as error:
+                reason = error.strerror or error
+                raise SaveError(f"saving the state file {self.path} failed: {reason}") from error
+            self._saved = version
+            return True
+
+
+async def keep_saved(saver: Saver) -> None:
+    """
+    Save whenever the memory changed, at most every SAVE_INTERVAL seconds, and at the end.
+
+    The first round saves: the file exists from the first second of a run. A failed save
+    raises (the task ends with it: see ``deploywatch.handlers``).
+    """
     try:
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
-            if tracker.version != saved:
-                saved = tracker.version
-                # The snapshot is a new dict of immutable bytes: it can be written off the loop.
-                await asyncio.to_thread(save, path, tracker.snapshot())
+            # The snapshot is a new dict of immutable bytes: it is written off the loop.
+            await asyncio.to_thread(saver.save)
     finally:
-        save(path, tracker.snapshot())
+        saver.save()  # waits for a save still in flight (cancelled here, not in its thread)

@@ -1,14 +1,17 @@
-"""output.encode and output.LineWriter: one whole, flushed line per event; a gone reader is not an error."""
+"""output: one whole, flushed line per event; a gone reader is not an error; the spool bounds memory."""
+import functools
 import io
 import json
 import os
 import pathlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 import pytest
 
-from deploywatch.output import LineWriter, encode
+from deploywatch.output import LineWriter, Spool, encode
 
 EVENT = {'type': 'ADDED', 'name': 'web', 'object': {'metadata': {'labels': {'a': 'b'}}, 'n': [1, 2.5, None]}}
 
@@ -151,3 +154,124 @@ def test_writer_to_a_file_writes_the_same_bytes_as_encode(tmp_path: pathlib.Path
             writer.write(event)
     assert path.read_bytes() == b''.join(encode(event) for event in events)
     assert [json.loads(line) for line in path.read_bytes().splitlines()] == events
+
+
+class StuckStream(io.BytesIO):
+    """A reader that takes nothing until ``go`` is set, then everything; or fails with ``error``."""
+
+    def __init__(self, error: OSError | None = None) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.error = error
+
+    def write(self, data: Any, /) -> int:
+        self.go.wait(10)
+        if self.error is not None:
+            raise self.error
+        return super().write(data)
+
+
+def _spool(stream: BinaryIO, **kwargs: Any) -> Spool:
+    return Spool(LineWriter(stream, on_reader_gone=lambda: None), **kwargs)
+
+
+def test_spool_writes_in_order_and_commits_only_what_was_written() -> None:
+    stream = StuckStream()
+    committed: list[int] = []
+    spool = _spool(stream)
+    for number in range(3):
+        spool.write({'n': number}, functools.partial(committed.append, number))
+    time.sleep(0.05)
+    assert committed == []  # nothing is written yet: nothing is committed
+    stream.go.set()
+    assert spool.close(5) == 0
+    assert committed == [0, 1, 2]
+    assert [json.loads(line) for line in stream.getvalue().splitlines()] == [{'n': 0}, {'n': 1}, {'n': 2}]
+
+
+def test_spool_commits_an_unprinted_event_in_its_place_in_the_order() -> None:
+    stream = StuckStream()
+    committed: list[str] = []
+    spool = Spool(LineWriter(stream, select=lambda event: None if event['skip'] else event))
+    spool.write({'skip': False}, lambda: committed.append('printed'))
+    spool.write({'skip': True}, lambda: committed.append('filtered'))
+    time.sleep(0.05)
+    assert committed == []  # the filtered one waits for the line before it
+    stream.go.set()
+    spool.close(5)
+    assert committed == ['printed', 'filtered']
+
+
+def test_spool_past_its_bound_calls_for_a_pause_and_for_the_end_of_it() -> None:
+    stream = StuckStream()
+    pressure: list[bool] = []
+    spool = _spool(stream, high_water=1000, hard_limit=100_000, on_pressure=pressure.append)
+    for _ in range(30):
+        spool.write({'blob': 'x' * 100})
+    assert pressure == [True]  # once, while the reader is stuck; write() never waited
+    assert spool.waits == 0 and 1000 < spool.pending < 30 * 120
+    stream.go.set()
+    spool.close(5)
+    assert pressure == [True, False]
+    assert len(stream.getvalue().splitlines()) == 30
+
+
+def test_spool_at_its_hard_limit_holds_the_caller_until_the_reader_takes_lines() -> None:
+    stream = StuckStream()
+    spool = _spool(stream, high_water=500, hard_limit=1000)
+    threading.Timer(0.3, stream.go.set).start()
+    for _ in range(20):
+        spool.write({'blob': 'x' * 100})
+        assert spool.pending <= 1000 + 200  # the bound, and the line just added
+    assert spool.waits >= 1
+    spool.close(5)
+    assert len(stream.getvalue().splitlines()) == 20
+
+
+def test_spool_suspended_drops_what_waits_and_commits_none_of_it() -> None:
+    stream = StuckStream()
+    committed: list[int] = []
+    spool = _spool(stream)
+    for number in range(5):
+        spool.write({'n': number}, functools.partial(committed.append, number))
+    time.sleep(0.05)  # the first line is taken, and waits for the reader
+    assert spool.suspend() == 4
+    spool.write({'n': 5}, functools.partial(committed.append, 5))  # while suspended: dropped too
+    stream.go.set()
+    spool.close(5)
+    assert committed == [0]  # the one in flight was written, the others never
+    assert stream.getvalue().splitlines() == [b'{"n":0}']
+    assert spool.dropped == 5
+    spool.resume()
+
+
+def test_spool_on_a_full_disk_reports_once_and_commits_nothing() -> None:
+    stream = StuckStream(OSError(28, 'No space left on device'))
+    stream.go.set()
+    failures: list[OSError] = []
+    committed: list[int] = []
+    spool = _spool(stream, on_failure=failures.append)
+    for number in range(3):
+        spool.write({'n': number}, functools.partial(committed.append, number))
+    spool.close(5)
+    assert [error.errno for error in failures] == [28]
+    assert committed == [] and spool.stopped
+
+
+def test_spool_on_a_broken_pipe_stops_and_commits_nothing_more(broken_pipe: BinaryIO) -> None:
+    calls: list[str] = []
+    committed: list[int] = []
+    spool = Spool(LineWriter(broken_pipe, on_reader_gone=lambda: calls.append('gone')))
+    for number in range(3):
+        spool.write({'n': number}, functools.partial(committed.append, number))
+    spool.close(5)
+    assert calls == ['gone'] and committed == [] and spool.stopped
+
+
+def test_spool_closed_with_a_stuck_reader_says_how_many_lines_were_left() -> None:
+    stream = StuckStream()
+    spool = _spool(stream)
+    for number in range(4):
+        spool.write({'n': number})
+    assert spool.close(0.1) == 4  # three waiting, one in flight
+    stream.go.set()

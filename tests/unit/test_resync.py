@@ -161,3 +161,33 @@ def test_cancelling_the_task_stops_it() -> None:
     assert cancelled
     assert after_cancel >= 4
     assert later == after_cancel  # nothing printed once cancelled
+
+
+def test_a_closed_gate_skips_the_round_and_an_open_one_prints_again() -> None:
+    """A paused replica prints no RESYNC; the round is skipped, not printed late."""
+    tracker = tracker_with(BATCH + 10)
+    leading = False
+    asked = 0
+
+    async def gate() -> bool:
+        nonlocal asked
+        asked += 1
+        return leading
+
+    async def scenario() -> Lines:
+        nonlocal leading
+        lines = Lines()
+        task = asyncio.create_task(resync_forever(tracker=tracker, writer=LineWriter(lines),
+                                                  interval=INTERVAL, gate=gate))
+        while asked < 5:  # five rounds asked, every one refused
+            await asyncio.sleep(INTERVAL)
+        assert lines.count == 0
+        leading = True
+        while lines.count < BATCH + 10:
+            await asyncio.sleep(INTERVAL)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return lines
+
+    events = asyncio.run(scenario()).events()
+    assert [event['uid'] for event in events[:BATCH + 10]] == [f'u{index}' for index in range(BATCH + 10)]

@@ -3,6 +3,9 @@ import asyncio
 import json
 import logging
 import pathlib
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -58,7 +61,7 @@ def test_keep_saved_saves_changes_and_once_more_when_stopped(
 
     async def scenario() -> list[set[str]]:
         seen: list[set[str]] = []
-        task = asyncio.create_task(state.keep_saved(tracker, path))
+        task = asyncio.create_task(state.keep_saved(state.Saver(path, tracker)))
         tracker.observe(None, OBJECTS['u-1'])
         while not path.exists():
             await asyncio.sleep(0.01)
@@ -70,3 +73,87 @@ def test_keep_saved_saves_changes_and_once_more_when_stopped(
         return seen
 
     assert asyncio.run(scenario()) == [{'u-1'}, {'u-1', 'u-2'}]
+
+
+def test_the_final_save_lands_after_a_save_still_in_flight(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled while a periodic save of an older memory is being written: the newest wins."""
+    monkeypatch.setattr(state, 'SAVE_INTERVAL', 0.01)
+    path = tmp_path / 'state.json'
+    ledger = state.Ledger()
+    ledger.written('u-1', PRINTED['u-1'])
+    real_save = state.save
+    in_flight = threading.Event()
+    release = threading.Event()
+
+    def slow_first_save(target: pathlib.Path, encoded: Mapping[str, bytes]) -> None:
+        if not in_flight.is_set():
+            in_flight.set()
+            release.wait(5)  # the periodic save, stuck in its thread (a slow disk)
+        real_save(target, encoded)
+
+    monkeypatch.setattr(state, 'save', slow_first_save)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(state.keep_saved(state.Saver(path, ledger)))
+        while not in_flight.is_set():
+            await asyncio.sleep(0.01)
+        ledger.written('u-2', PRINTED['u-2'])  # written after that snapshot was taken
+        threading.Timer(0.2, release.set).start()  # the old save finishes during the final one
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
+    time.sleep(0.3)  # any save still running has finished
+    assert set(state.load(path) or {}) == {'u-1', 'u-2'}
+
+
+def test_only_what_the_ledger_was_told_was_written_is_saved(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / 'state.json'
+    ledger = state.Ledger({'u-1': PRINTED['u-1']})
+    saver = state.Saver(path, ledger)
+    assert saver.save() is True
+    assert saver.save() is False  # nothing changed
+    ledger.written('u-2', PRINTED['u-2'])
+    ledger.written('u-1', None)  # its DELETED was written
+    assert saver.save() is True
+    assert state.load(path) == {'u-2': PRINTED['u-2']}
+
+
+def test_a_failed_save_names_the_file(tmp_path: pathlib.Path) -> None:
+    saver = state.Saver(tmp_path / 'gone' / 'state.json', state.Ledger({'u-1': PRINTED['u-1']}))
+    with pytest.raises(state.SaveError, match=r'gone/state\.json'):
+        saver.save()
+
+
+@pytest.mark.parametrize('content', [b'a,b\n1,2\n', b'{"format": "other/1"}\n', b'\xff\x00'])
+def test_load_or_exit_refuses_a_foreign_file_and_keeps_it(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    path = tmp_path / 'data'
+    path.write_bytes(content)
+    with pytest.raises(SystemExit) as exited:
+        state.load_or_exit(path)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'DEPLOYWATCH_STATE_FILE' in err and 'not a deploywatch state file' in err
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize('where', ['directory', 'no-folder'])
+def test_load_or_exit_refuses_a_path_no_save_could_write(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    path = tmp_path if where == 'directory' else tmp_path / 'missing' / 'state'
+    with pytest.raises(SystemExit):
+        state.load_or_exit(path)
+    assert capsys.readouterr().err.count('\n') == 1
+
+
+def test_load_or_exit_takes_its_own_files_and_empty_ones(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / 'state'
+    assert state.load_or_exit(path) is None  # not there yet
+    path.write_bytes(b'')
+    assert state.load_or_exit(path) is None
+    state.save(path, PRINTED)
+    assert state.load_or_exit(path) == PRINTED
+    path.write_bytes(path.read_bytes()[:40])  # torn, but ours: ignored with a warning, not refused
+    assert state.load_or_exit(path) is None

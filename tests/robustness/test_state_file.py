@@ -1,0 +1,120 @@
+"""
+The state file keeps only what was written, refuses what is not its own, and fails loudly.
+
+* A line the writer could not write (the reader went away, the disk is full) is not
+  saved as printed: the next run prints it (as at a first start, or inferred).
+* A ``DEPLOYWATCH_STATE_FILE`` that exists and is not a deploywatch state file is
+  refused before anything connects (exit 2, one line on stderr) and left as it was.
+* A save that fails is an ERROR on stderr and stops the operator with a non-zero status.
+"""
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from deploywatch import state
+from deploywatch.testing import ServerThread
+from tests.conftest import OPERATOR_TOKEN
+from tests.harness.driver import Driver
+from tests.harness.operator import HANDLERS, KOPF, eventually, operator_env
+from tests.harness.truth import wait_until_consistent
+from tests.robustness.conftest import Start
+
+STOP = 30.0  # seconds: a bound on the operator stopping by itself, never reached when it works
+
+
+def _run(server: ServerThread, tmp_path: pathlib.Path, namespace: str, env: dict[str, str],
+         stdout: int | object) -> subprocess.Popen[bytes]:
+    kubeconfig = server.kubeconfig(tmp_path / 'raw.kubeconfig', token=OPERATOR_TOKEN)
+    return subprocess.Popen([str(KOPF), 'run', str(HANDLERS), f'--namespace={namespace}'],
+                            stdout=stdout, stderr=(tmp_path / 'raw.stderr').open('wb'),  # type: ignore[arg-type]
+                            stdin=subprocess.DEVNULL, env=operator_env(kubeconfig, env))
+
+
+def test_lines_the_reader_never_took_are_printed_by_the_next_run(
+        apiserver: ServerThread, driver: Driver, start: Start, tmp_path: pathlib.Path) -> None:
+    """``deploywatch | head -1``: what followed the first line was not written, so not saved."""
+    namespace = driver.namespace('head')
+    names = [f'd{i:03d}' for i in range(200)]
+    for name in names:
+        driver.create(namespace, name)
+    path = tmp_path / 'state'
+    env = {'DEPLOYWATCH_STATE_FILE': str(path), 'DEPLOYWATCH_RESYNC_SECONDS': '0'}
+
+    first = _run(apiserver, tmp_path, namespace, env, subprocess.PIPE)
+    assert first.stdout is not None
+    head = first.stdout.readline()
+    first.stdout.close()  # the reader goes away after one line
+    assert first.wait(timeout=STOP) == 0, (tmp_path / 'raw.stderr').read_text()
+    assert head
+
+    saved = set(state.load(path) or {})
+    # Written means taken by the pipe: the first line, and what its 64 KiB buffer held.
+    assert 1 <= len(saved) < len(names) // 4, len(saved)
+    second = start(f'--namespace={namespace}', env=env)
+    added = second.wait_for_count(lambda e: e['type'] == 'ADDED', len(names) - len(saved),
+                                  what='every Deployment the first run did not write')
+    assert all(e['initial'] for e in added)
+    assert {e['uid'] for e in added} | saved == set(driver.truth())
+
+
+def test_a_full_disk_is_an_error_and_nothing_unwritten_is_saved(
+        apiserver: ServerThread, driver: Driver, start: Start, tmp_path: pathlib.Path) -> None:
+    namespace = driver.namespace('full')
+    for name in ('a', 'b', 'c'):
+        driver.create(namespace, name)
+    path = tmp_path / 'state'
+    env = {'DEPLOYWATCH_STATE_FILE': str(path), 'DEPLOYWATCH_RESYNC_SECONDS': '0'}
+
+    with open('/dev/full', 'wb') as full:  # every write: ENOSPC
+        first = _run(apiserver, tmp_path, namespace, env, full)
+        status = first.wait(timeout=STOP)
+    stderr = (tmp_path / 'raw.stderr').read_text()
+    assert status != 0, stderr
+    assert 'ERROR' in stderr and 'No space left on device' in stderr, stderr
+    assert 'Traceback' not in stderr, stderr
+    assert not state.load(path), 'lines that were never written were saved as printed'
+
+    second = start(f'--namespace={namespace}', env=env)
+    added = second.wait_for_count(lambda e: e['type'] == 'ADDED', 3, what='all three, as at a first start')
+    assert all(e['initial'] for e in added)
+
+
+@pytest.mark.parametrize('content', [b'name,replicas\nweb,3\n', b'{"format": "something-else/1"}\n',
+                                     b'\x00\x01binary'])
+def test_a_file_that_is_not_a_state_file_is_refused_and_kept(
+        apiserver: ServerThread, driver: Driver, start: Start, tmp_path: pathlib.Path,
+        content: bytes) -> None:
+    namespace = driver.namespace('foreign')
+    driver.create(namespace, 'a')
+    path = tmp_path / 'precious.csv'
+    path.write_bytes(content)
+
+    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_STATE_FILE': str(path)})
+    assert operator.process.wait(timeout=STOP) == 2
+    lines = operator.stderr.splitlines()
+    assert len(lines) == 1 and 'DEPLOYWATCH_STATE_FILE' in lines[0] and str(path) in lines[0], lines
+    assert path.read_bytes() == content
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.precious')] == []
+    assert apiserver.server.log.requests == [], 'it connected before refusing'
+
+
+def test_a_failed_save_is_an_error_and_stops_the_operator(
+        driver: Driver, start: Start, tmp_path: pathlib.Path) -> None:
+    namespace = driver.namespace('failing')
+    driver.create(namespace, 'a')
+    folder = tmp_path / 'state'
+    folder.mkdir()
+    path = folder / 'state'
+    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_STATE_FILE': str(path)})
+    operator.wait_for(lambda e: e['name'] == 'a', what='ADDED')
+    eventually(path.exists, what='the first save')
+
+    shutil.rmtree(folder)  # every later save fails: no such directory
+    driver.scale(namespace, 'a', 4)  # a change to save
+    status = operator.process.wait(timeout=STOP)
+    assert status not in (0, None), operator.stderr
+    errors = [line for line in operator.stderr.splitlines() if 'ERROR' in line]
+    assert any(str(path) in line for line in errors), operator.stderr
+    assert wait_until_consistent(operator, driver.truth, namespaces={namespace}, timeout=5) == []
