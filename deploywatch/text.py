@@ -11,8 +11,17 @@ It is rendered from the JSON event alone (a pure function of one line), so a
 saved JSON stream renders the same later: ``python -m deploywatch render``.
 Columns have fixed widths; a longer value pushes the rest of its line right
 rather than being cut, since a truncated name is worse than a ragged line.
+
+Everything in a line but deploywatch's own colour comes from the cluster, and
+annotation values and images are free text there: a newline in one would
+forge a line, an escape sequence would recolour or clear the terminal, and a
+bidi override would reorder what a person reads. So every cell passes through
+:func:`visible`, which writes such characters as ``\\n``, ``\\x1b``,
+``\\u202e``: every event stays one line, and no escape sequence reaches the
+terminal except the colour added after.
 """
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +35,25 @@ NOISE = ('/metadata/generation', '/status/observedGeneration', '/status/conditio
 
 FIRST = ['spec', 'metadata', 'status']  # the order changes are listed in: what was asked for first
 COLOURS = {'ADDED': '32', 'MODIFIED': '33', 'DELETED': '31', 'RESYNC': '2'}  # green, yellow, red, dim
+
+
+# C0 controls and DEL, C1 controls (CSI, NEL...), the bidi marks, embeddings, overrides and isolates
+# (the "Trojan Source" characters), the Unicode line and paragraph separators, lone surrogates, and
+# the backslash itself, so that \x1b on screen is always an escaped ESC, never one typed as text.
+UNSAFE = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069'
+                    '\ud800-\udfff\\\\]')
+NAMED = {'\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\'}
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal would act on written as a visible escape."""
+    return UNSAFE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return NAMED.get(char) or (f'\\x{code:02x}' if code <= 0xff else f'\\u{code:04x}')
 
 
 def columns(cells: tuple[str, ...]) -> str:
@@ -44,7 +72,7 @@ def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
         ','.join(summary.get('images') or []) or '-',
         changes(event),
     )
-    line = columns(cells)
+    line = columns(tuple(visible(cell) for cell in cells))  # escaped before padding: aligned
     if colour and kind in COLOURS:
         start = line.index(kind, len(cells[0]))
         line = f'{line[:start]}\x1b[{COLOURS[kind]}m{kind}\x1b[0m{line[start + len(kind):]}'

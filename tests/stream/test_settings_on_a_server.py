@@ -18,6 +18,7 @@ import pytest
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
+from tests.harness.operator import Predicate
 from tests.unit.selector_samples import ACCEPTED, REJECTED
 
 
@@ -43,6 +44,10 @@ def test_the_api_server_accepts_and_rejects_the_selectors_deploywatch_does(clust
     assert {s: code for s, code in answers.items() if s in dict(REJECTED) and code != 400} == {}
 
 
+def _added_in(namespace: str) -> Predicate:
+    return lambda event: event['namespace'] == namespace and event['type'] == 'ADDED'
+
+
 def test_a_bracket_pattern_selects_namespaces_as_a_glob(
         cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
     prefix = f'br{uuid.uuid4().hex[:6]}'
@@ -55,8 +60,7 @@ def test_a_bracket_pattern_selects_namespaces_as_a_glob(
     kubeconfig = cluster.operator_kubeconfig(tmp_path / 'globs.kubeconfig', role='globs')
     operator = start_operator(f'--namespace={pattern}', kubeconfig=kubeconfig)
     for namespace in (first, second):
-        operator.wait_for(lambda e, ns=namespace: e['namespace'] == ns and e['type'] == 'ADDED',
-                          what=f'ADDED in {namespace}, which {pattern} matches')
+        operator.wait_for(_added_in(namespace), what=f'ADDED in {namespace}, which {pattern} matches')
     cluster.create(deployment('late', namespace=third))
     cluster.create(deployment('sentinel', namespace=first))
     operator.wait_for(lambda e: e['namespace'] == first and e['name'] == 'sentinel', what='the sentinel')

@@ -1,4 +1,6 @@
 """Text format for people at a terminal: aligned lines, changes in short form, colour only on a TTY."""
+import re
+
 import pytest
 
 from deploywatch.testing.factory import deployment
@@ -6,6 +8,7 @@ from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
 
 ESCAPE = '\x1b['
+CONTROLS = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
 
 
 def test_text_lines_show_identity_replicas_images_and_changes(
@@ -53,3 +56,30 @@ def test_colour_only_on_a_terminal_without_no_color(
 
     assert (f'{ESCAPE}32mADDED{ESCAPE}0m' in line) is coloured
     assert (ESCAPE in line) is coloured
+
+
+def test_a_hostile_annotation_and_image_cannot_forge_lines_or_colours_on_a_terminal(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    # A real API server accepts both: annotation values and images are free text.
+    namespace = cluster.new_namespace()
+    body = deployment('web', namespace=namespace, image='nginx:1.25\x1b[2J\nFORGED-IMAGE\u202e')
+    body['metadata']['annotations'] = {'note': 'calm'}
+    cluster.create(body)
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'},
+                              text=True, tty=True)
+
+    added = operator.wait_for_line(f'{namespace}/web')
+    cluster.patch(namespace, 'web', {'metadata': {'annotations': {
+        'note': 'ok\nFORGED  DELETED\x1b[31m\x9b2J\u202e'}}})  # within the 40 characters shown
+    modified = operator.wait_for_line('metadata.annotations.note')
+    cluster.delete(namespace, 'web')
+    operator.wait_for_line('DELETED')  # the last line: everything before it was read
+
+    assert r'nginx:1.25\x1b[2J\nFORGED-IMAGE\u202e' in added
+    assert r'calm→ok\nFORGED  DELETED\x1b[31m\x9b2J\u202e' in modified
+    assert not any(line.startswith('FORGED') for line in operator.lines)
+    for line in operator.lines[1:]:  # the header has no colour
+        # deploywatch's own colour around the type, and nothing else a terminal would act on
+        colours = re.findall(re.escape(ESCAPE) + '[0-9;]*m', line)
+        assert len(colours) == 2 and line.count('\x1b') == 2, repr(line)
+        assert not CONTROLS.search(re.sub(re.escape(ESCAPE) + '[0-9;]*m', '', line)), repr(line)
