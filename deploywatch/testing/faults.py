@@ -9,6 +9,11 @@ the ones a watcher meets in real clusters:
 * a watch stream closed by the server after N events, cleanly (as at a
   timeout), or mid-line (half a JSON line, then the connection is dropped), or
   by a TCP reset;
+* a watch stream that ends *cleanly* after half a line, the last line without
+  its newline (a proxy or load balancer that closes the chunked response as if
+  it were complete), possibly in the middle of a multi-byte UTF-8 character;
+* a watch answered with 200 and an empty body, closed at once (a server or
+  proxy shutting down, again and again: ``empty_watch``);
 * a watch that answers ``410 Gone`` (the ERROR event a real server sends for a
   resourceVersion older than its watch cache);
 * error answers (500, 503, 429 with Retry-After, 403) to LIST or WATCH;
@@ -22,6 +27,8 @@ class Cut(enum.Enum):
     CLEAN = 'clean'  # the stream ends, as at timeoutSeconds
     MID_LINE = 'mid-line'  # half of the next line is sent, then the connection drops
     RESET = 'reset'  # the TCP connection is aborted
+    HALF_LINE = 'half-line'  # half of the next line, then a clean end of the response
+    MID_CHAR = 'mid-char'  # up to the middle of the next line's first multi-byte character, then a clean end
 
 
 @dataclasses.dataclass
@@ -43,6 +50,7 @@ class Faults:
     cuts: list[WatchCut] = dataclasses.field(default_factory=list)
     errors: list[ErrorAnswer] = dataclasses.field(default_factory=list)
     expirations: int = 0  # how many next watches answer 410 Gone
+    empties: int = 0  # how many next watches answer 200 with no event and close at once
     fired: list[str] = dataclasses.field(default_factory=list)  # what happened, for the test's report
 
     def cut_watch(self, *, after: int, how: Cut = Cut.CLEAN, times: int = 1) -> None:
@@ -50,6 +58,9 @@ class Faults:
 
     def expire_watch(self, times: int = 1) -> None:
         self.expirations += times
+
+    def empty_watch(self, times: int = 1) -> None:
+        self.empties += times
 
     def answer(self, status: int, *, times: int = 1,
                verbs: frozenset[str] = frozenset({'list', 'watch'})) -> None:
@@ -59,6 +70,7 @@ class Faults:
         self.cuts.clear()
         self.errors.clear()
         self.expirations = 0
+        self.empties = 0
 
     def take_error(self, verb: str) -> int | None:
         """The status to answer this request with, if an error is armed for its verb."""
@@ -73,6 +85,13 @@ class Faults:
         if self.expirations:
             self.expirations -= 1
             self.fired.append('watch:410')
+            return True
+        return False
+
+    def take_empty(self) -> bool:
+        if self.empties:
+            self.empties -= 1
+            self.fired.append('watch:empty')
             return True
         return False
 

@@ -201,6 +201,8 @@ class ApiServer:
                    else random.uniform(self.min_request_timeout, 2 * self.min_request_timeout))
         since = query.get('resourceVersion') or '0'
 
+        if self.faults.take_empty():
+            return await _empty(request)
         queue: asyncio.Queue[Change] = asyncio.Queue()
         unsubscribe = self.store.subscribe(queue.put_nowait)
         task = asyncio.current_task()
@@ -271,6 +273,15 @@ class ApiServer:
                 await sender.send(_line(event))
 
 
+async def _empty(request: web.Request) -> web.StreamResponse:
+    """A watch answered 200 that ends before its first event (``Faults.empty_watch``)."""
+    response = web.StreamResponse(status=200, headers={'Content-Type': 'application/json'})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
 async def _audit_id(_: web.Request, response: web.StreamResponse) -> None:
     response.headers['Audit-Id'] = str(uuid.uuid4())
 
@@ -299,9 +310,11 @@ class _Sender:
             self._cut, self._until_cut = cut, cut.after
         if self._cut is not None:
             if self._until_cut <= 0:
-                if self._cut.how is Cut.MID_LINE:
+                if self._cut.how in (Cut.MID_LINE, Cut.HALF_LINE):
                     await self._response.write(line[: len(line) // 2])
-                if self._cut.how is not Cut.CLEAN and self._request.transport is not None:
+                if self._cut.how is Cut.MID_CHAR:
+                    await self._response.write(_to_mid_char(line))
+                if self._cut.how in (Cut.MID_LINE, Cut.RESET) and self._request.transport is not None:
                     self._request.transport.abort()
                 raise _StreamCut()
             self._until_cut -= 1
@@ -309,7 +322,17 @@ class _Sender:
 
     @property
     def cut_cleanly(self) -> bool:
-        return self._cut is not None and self._cut.how is Cut.CLEAN
+        return self._cut is not None and self._cut.how in (Cut.CLEAN, Cut.HALF_LINE, Cut.MID_CHAR)
+
+
+def _to_mid_char(line: bytes) -> bytes:
+    """
+    The line as a real server writes it (UTF-8, not ``\\u`` escapes), up to the middle of its
+    first multi-byte character; half the line if it has none.
+    """
+    raw = json.dumps(json.loads(line), separators=(',', ':'), ensure_ascii=False).encode()
+    first = next((i for i, byte in enumerate(raw) if byte >= 0x80), None)
+    return raw[: first + 1] if first is not None else line[: len(line) // 2]
 
 
 def _selector(request: web.Request) -> Selector:
