@@ -39,6 +39,13 @@ globs, peering, liveness, start-up and clean-up. In this loop:
 * after an error, it waits (1 s, doubling up to 30 s) and *resumes the watch
   from the last resourceVersion*; only ``410 Gone`` (or an interrupted listing)
   leads to a relist;
+* odd streams are errors like any other (:class:`OddStream`), not crashes nor hot
+  loops: a response that ends cleanly in the middle of a line reaches Kopf's line
+  decoder without its newline, and its ``ValueError`` (JSON, or UTF-8 when the cut
+  falls inside a character) would end Kopf's watcher and the operator; a watch
+  that ends within ``SHORT_WATCH`` seconds without a single event (a server or proxy
+  answering 200 and closing at once) would be re-sent at once, forever — client-go's
+  reflector calls it a "very short watch" and backs off, as this loop does;
 * a watch the server cannot resume — a ``410 Gone`` as an ERROR event or as the
   HTTP status, or "too large resource version" (a 504 with the cause
   ``ResourceVersionTooLarge``, e.g. after etcd was restored from a backup) — leads
@@ -75,7 +82,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiohttp
 import click
@@ -94,7 +101,14 @@ BACKOFF_FIRST = 1.0
 BACKOFF_LIMIT = 30.0
 OWN_BACKOFFS = (0.5, 1.0, 2.0)  # Kopf's retries of each request of this loop, before it backs off itself
 TOO_LARGE = 'ResourceVersionTooLarge'
-RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError)
+SHORT_WATCH = 1.0  # seconds: a watch that ends sooner without any event is an error (client-go's rule)
+
+
+class OddStream(Exception):
+    """A response that is not a stream of events: retried, with the backoff, as a broken watch."""
+
+
+RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError, OddStream)
 
 # One event for the tracker and the writer: Kopf's watch type (None: listed), the object, inferred.
 Deliver = Callable[[str | None, Mapping[str, Any], bool], None]
@@ -105,6 +119,7 @@ Replaced = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
 # The restored objects whose namespace is outside this run's scope (the predicate).
 Outside = Callable[[Callable[[str | None], bool]], list[dict[str, Any]]]
 Fatal = Callable[[], None]
+T = TypeVar('T')
 
 _original = kopf_watching.infinite_watch
 
@@ -241,9 +256,11 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced,
                     forbidden.cleared()
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
-                    async for raw in kopf_watching.watch_objs(settings=own, resource=resource,
-                                                              namespace=namespace, since=version,
-                                                              operator_pause_waiter=paused):
+                    began, seen = time.monotonic(), 0
+                    async for raw in _decoded(kopf_watching.watch_objs(
+                            settings=own, resource=resource, namespace=namespace, since=version,
+                            operator_pause_waiter=paused)):
+                        seen += 1
                         NOTICE.recovered()
                         forbidden.cleared()
                         backoff = BACKOFF_FIRST
@@ -259,6 +276,8 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced,
                         version = body.get('metadata', {}).get('resourceVersion', version)
                         if kind != 'BOOKMARK':
                             deliver(kind, body, False)
+                    if not seen and not paused.done() and time.monotonic() - began < SHORT_WATCH:
+                        raise OddStream('the watch ended at once, without any event')
         except kopf_errors.APIForbiddenError as error:
             forbidden.seen(error, backoff=backoff)
             await asyncio.sleep(backoff)
@@ -339,8 +358,8 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     """
     listed: set[str] = set()
     listed_at = ''
-    async for chunk, chunk_version in kopf_fetching.fetch_objs(
-            settings=settings, resource=resource, namespace=namespace, logger=logger):
+    async for chunk, chunk_version in _decoded(kopf_fetching.fetch_objs(
+            settings=settings, resource=resource, namespace=namespace, logger=logger)):
         listed_at = chunk_version  # the same for every page of one listing
         for obj in chunk:
             listed.add(identity(obj))
@@ -351,6 +370,21 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     for gone in unlisted(namespace, listed):
         deliver('DELETED', gone, True)
     return listed_at
+
+
+async def _decoded(stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """
+    Kopf's stream, with a response that does not decode turned into :class:`OddStream`.
+
+    Only what the stream itself raises is turned: the body of the caller's loop (the
+    tracker, the writer) runs outside this generator, so a ``ValueError`` of its own is
+    never taken for a broken line and retried.
+    """
+    try:
+        async for item in stream:
+            yield item
+    except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise OddStream(f'a line of the response does not decode ({error}): cut short?') from error
 
 
 def _forbidden(error: kopf_errors.APIForbiddenError, *, where: str, before_exit: Fatal) -> None:
