@@ -3,16 +3,22 @@ The event line, schema ``deploywatch/v1`` (``deploywatch/schema/event-v1.json``)
 
 One function builds every line so that field names, their order and the
 presence rules (``initial`` only on ADDED, ``old``/``diff`` only on MODIFIED,
-``inferred`` only on MODIFIED/DELETED and only when true)
-live in one place. Small fields come first and the large ``object``/``old``
-last, so that a person scanning a terminal sees the identity before the bulk.
+``inferred`` only on MODIFIED/DELETED and only when true, ``changedBy`` only on
+ADDED/MODIFIED, ``cluster`` only when named) live in one place. Small fields
+come first and the large ``object``/``old`` last, so that a person scanning a
+terminal sees the identity before the bulk.
+
+The facts derived from the object are each a pure function in a module named
+for it, called here: ``summary.rollout`` (``rollout``), ``changedBy``
+(``authorship``, which needs the raw ``managedFields`` that ``object`` no longer
+carries, and what was remembered of the previous state's), ``id`` (``ids``).
 """
 import datetime
 import enum
 from collections.abc import Mapping
 from typing import Any
 
-from deploywatch import diffing, objects
+from deploywatch import authorship, diffing, ids, objects, rollout
 
 SCHEMA_VERSION = 'deploywatch/v1'
 
@@ -45,26 +51,42 @@ def build(
         initial: bool | None = None,
         old: Mapping[str, Any] | None = None,
         inferred: bool = False,
+        cluster: str | None = None,
+        managed_fields: Any = None,
+        authors_before: bytes | None = None,
+        slot: int | None = None,
 ) -> Event:
-    """One line's content. ``obj`` and ``old`` must already be cleaned (see ``objects.clean``)."""
+    """
+    One line's content. ``obj`` and ``old`` must already be cleaned (see ``objects.clean``).
+
+    ``managed_fields``: the raw object's ``metadata.managedFields``; ``authors_before``:
+    ``authorship.stamps`` of the previous state's (None: unknown); ``slot``: a RESYNC's round.
+    """
     metadata = obj.get('metadata')
     metadata = metadata if isinstance(metadata, Mapping) else {}
+    namespace, name = _text(metadata.get('namespace')), _text(metadata.get('name'))
+    uid, version = _text(metadata.get('uid')), _text(metadata.get('resourceVersion'))
     event: Event = {
         'apiVersion': SCHEMA_VERSION,
         'type': type.value,
+        'id': ids.event_id(type=type.value, uid=uid, resource_version=version, namespace=namespace,
+                           name=name, slot=slot),
         'time': timestamp(observed),
-        'namespace': _text(metadata.get('namespace')),
-        'name': _text(metadata.get('name')),
-        'uid': _text(metadata.get('uid')),
-        'resourceVersion': _text(metadata.get('resourceVersion')),
     }
+    if cluster:
+        event['cluster'] = cluster
+    event.update({'namespace': namespace, 'name': name, 'uid': uid, 'resourceVersion': version})
     if type is EventType.ADDED:
         event['initial'] = bool(initial)
     if inferred and type in (EventType.MODIFIED, EventType.DELETED):
         event['inferred'] = True
-    event['summary'] = objects.summarize(obj)
-    if type is EventType.MODIFIED:
-        event['diff'] = diffing.diff(old, obj)
+    event['summary'] = {**objects.summarize(obj), 'rollout': rollout.rollout(obj)}
+    changes = diffing.diff(old, obj) if type is EventType.MODIFIED else None
+    if type in (EventType.ADDED, EventType.MODIFIED):
+        event['changedBy'] = authorship.changed_by(managed_fields, before=authors_before, diff=changes,
+                                                   obj=obj)
+    if changes is not None:
+        event['diff'] = changes
     event['object'] = obj
     if type is EventType.MODIFIED:
         event['old'] = old

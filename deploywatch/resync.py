@@ -8,8 +8,12 @@ tracker's memory has neither problem, and costs zero API requests: RESYNC
 re-announces the state deploywatch already holds, which is what a
 SharedInformer's resync does too.
 
-The loop sleeps on the event loop's monotonic clock, so wall-clock jumps do not
-matter, and it yields to the event loop between batches, so a resync of
+Rounds are due at whole multiples of the interval in wall-clock (Unix) time, and
+each RESYNC's ``id`` names its round by that multiple (``deploywatch.ids``): two
+replicas, or a replica before and after a restart, give the same re-announcement
+the same id. The loop computes how long until the next round is due and sleeps
+that long on the event loop's monotonic clock, so a wall-clock jump moves at most
+one round, and it yields to the event loop between batches, so a resync of
 thousands of objects never holds back a real change for long.
 
 Before each batch it asks its ``gate``, which may wait (while stdout does not
@@ -19,9 +23,11 @@ replica that Kopf's peering has paused prints nothing, RESYNC included, and the
 rest of that round is skipped rather than printed late.
 """
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from deploywatch import ids
 from deploywatch.tracker import Tracker
 
 BATCH = 200  # objects printed between two yields to the event loop
@@ -39,13 +45,14 @@ async def _open() -> bool:
 
 async def resync_forever(*, tracker: Tracker, writer: Writer, interval: float, gate: Gate = _open) -> None:
     while True:
-        await asyncio.sleep(interval)
+        delay, slot = ids.next_round(time.time(), interval)
+        await asyncio.sleep(delay)
         for index, key in enumerate(tracker.uids()):
             if index % BATCH == 0:
                 if index:
                     await asyncio.sleep(0)
                 if not await gate():
                     break  # paused: this round is over
-            event = tracker.resync(key)  # None if deleted since the snapshot
+            event = tracker.resync(key, slot=slot)  # None if deleted since the snapshot
             if event is not None:
                 writer.write(event)

@@ -21,6 +21,9 @@ the guarantees a SharedInformer program does not give:
   first: :meth:`replaced` names it, so that its inferred DELETED precedes the
   new one's ADDED and a reader keyed on namespace/name is never left believing
   the Deployment gone;
+* for ``changedBy`` (``deploywatch.authorship``), what the previous state's
+  ``managedFields`` said of each writer (manager, operation, subresource, time;
+  about a hundred bytes), never the field sets themselves;
 * memory restored from a state file (``deploywatch.state``) is *unconfirmed*
   until a listing or watch event shows the object again: it gets no RESYNC,
   since it may be gone already; restored objects of namespaces outside today's
@@ -37,7 +40,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from deploywatch import objects
+from deploywatch import authorship, objects
 from deploywatch.events import Event, EventType, build
 
 Clock = Callable[[], datetime.datetime]
@@ -69,12 +72,14 @@ class Remembered(NamedTuple):
     version: Any
     namespace: Any
     encoded: bytes
+    authors: bytes | None = None  # authorship.stamps of the raw state; None: unknown (restored)
 
 
 class Tracker:
-    def __init__(self, *, redact: bool, clock: Clock = utcnow) -> None:
+    def __init__(self, *, redact: bool, clock: Clock = utcnow, cluster: str | None = None) -> None:
         self._redact = redact
         self._clock = clock
+        self._cluster = cluster  # DEPLOYWATCH_CLUSTER, on every event
         self._printed: dict[str, Remembered] = {}
         self._names: dict[tuple[Any, Any], str] = {}  # (namespace, name) -> the key in _printed
         self._unconfirmed: set[str] = set()
@@ -117,15 +122,18 @@ class Tracker:
             self._printed.pop(key, None)
             if self._names.get(name) == key:
                 del self._names[name]
-            return build(type=EventType.DELETED, obj=obj, observed=observed, inferred=inferred)
+            return build(type=EventType.DELETED, obj=obj, observed=observed, inferred=inferred,
+                         cluster=self._cluster)
 
-        self._printed[key] = Remembered(version, name[0], encode(obj))
+        managed = _metadata(raw).get('managedFields')
+        self._printed[key] = Remembered(version, name[0], encode(obj), authorship.stamps(managed))
         self._names[name] = key
         if previous is None:
             return build(type=EventType.ADDED, obj=obj, observed=observed,
-                         initial=watch_type is None)
+                         initial=watch_type is None, cluster=self._cluster, managed_fields=managed)
         return build(type=EventType.MODIFIED, obj=obj, observed=observed,
-                     old=decode(previous.encoded), inferred=watch_type is None)
+                     old=decode(previous.encoded), inferred=watch_type is None, cluster=self._cluster,
+                     managed_fields=managed, authors_before=previous.authors)
 
     def unlisted(self, namespace: str | None, listed: set[str]) -> list[dict[str, Any]]:
         """The last known state of objects in ``namespace`` (None: all) not among ``listed``."""
@@ -157,12 +165,13 @@ class Tracker:
         return [decode(remembered.encoded) for key, remembered in self._printed.items()
                 if key in self._unconfirmed and not in_scope(remembered.namespace)]
 
-    def resync(self, key: str) -> Event | None:
-        """RESYNC for one object if it is known to be alive, else None."""
+    def resync(self, key: str, *, slot: int | None = None) -> Event | None:
+        """RESYNC for one object if it is known to be alive, else None; ``slot``: the round (``ids``)."""
         remembered = self._printed.get(key)
         if remembered is None or key in self._unconfirmed:
             return None
-        return build(type=EventType.RESYNC, obj=decode(remembered.encoded), observed=self._clock())
+        return build(type=EventType.RESYNC, obj=decode(remembered.encoded), observed=self._clock(),
+                     cluster=self._cluster, slot=slot)
 
     def snapshot(self) -> dict[str, bytes]:
         """The last state of every object, encoded: the content of the state file."""

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from deploywatch import events, objects
+from deploywatch import events, objects, rollout
 from deploywatch.events import SCHEMA_VERSION, EventType
 
 PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
 OBSERVED = datetime.datetime(2024, 5, 1, 14, 30, 5, 123999, tzinfo=PLUS_TWO)  # 12:30:05.123 UTC
-IDENTITY = ['apiVersion', 'type', 'time', 'namespace', 'name', 'uid', 'resourceVersion']
+IDENTITY = ['apiVersion', 'type', 'id', 'time', 'namespace', 'name', 'uid', 'resourceVersion']
 
 
 def validator() -> Any:
@@ -113,10 +113,10 @@ def test_deleted_and_resync_carry_none_of_initial_old_diff(kind: EventType) -> N
 
 def test_identity_comes_first_and_the_bulk_last() -> None:
     added = build(EventType.ADDED, initial=True)
-    assert list(added) == [*IDENTITY, 'initial', 'summary', 'object']
+    assert list(added) == [*IDENTITY, 'initial', 'summary', 'changedBy', 'object']
     modified = events.build(type=EventType.MODIFIED, obj=deployment(rv='2'), old=deployment(rv='1'),
                             observed=OBSERVED)
-    assert list(modified) == [*IDENTITY, 'summary', 'diff', 'object', 'old']
+    assert list(modified) == [*IDENTITY, 'summary', 'changedBy', 'diff', 'object', 'old']
     assert list(build(EventType.DELETED)) == [*IDENTITY, 'summary', 'object']
     assert list(build(EventType.RESYNC)) == [*IDENTITY, 'summary', 'object']
 
@@ -128,7 +128,7 @@ def test_identity_fields_come_from_metadata() -> None:
     assert event['time'] == '2024-05-01T12:30:05.123Z'
     assert (event['namespace'], event['name'], event['uid'], event['resourceVersion']) == \
         ('prod', 'web', 'u-1', '10')
-    assert event['summary'] == objects.summarize(deployment())
+    assert event['summary'] == {**objects.summarize(deployment()), 'rollout': rollout.rollout(deployment())}
     assert event['object'] == deployment()
 
 
