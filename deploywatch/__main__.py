@@ -53,7 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='deploywatch', formatter_class=argparse.RawDescriptionHelpFormatter,
         description=USAGE + '\n' + variables_help(),
-        epilog='The event schema: deploywatch/schema/event-v1.json (schema deploywatch/v1).')
+        epilog=textwrap.fill(
+               'The event schema: deploywatch/schema/event-v1.json (schema deploywatch/v1). Each line '
+               'has an id (the same on every replica and across restarts for the same change: '
+               'de-duplicate on it), summary.rollout (Progressing, Complete, Failed or Paused, as '
+               'kubectl rollout status decides) and, on ADDED and MODIFIED, changedBy (the field '
+               'manager that made the change, from managedFields; null when it cannot be told).',
+               width=88, break_on_hyphens=False))
     commands = parser.add_subparsers(dest='command', metavar='{check,render}')
     commands.add_parser('check', help='validate DEPLOYWATCH_* and the credentials without connecting')
     render = commands.add_parser('render', help='print a saved JSON stream in the text format')

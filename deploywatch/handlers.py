@@ -117,9 +117,9 @@ import kopf
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching as kopf_watching
 
+from deploywatch import cloudevents, state, watching
 from deploywatch import settings as settings_module
-from deploywatch import state, watching
-from deploywatch.output import HIGH_WATER, LineWriter, Spool, stdout
+from deploywatch.output import HIGH_WATER, Encoder, LineWriter, Spool, stdout
 from deploywatch.output import encode as encode_json
 from deploywatch.preflight import check_credentials_or_exit
 from deploywatch.resync import resync_forever
@@ -135,7 +135,7 @@ DRAIN_SECONDS = 3.0  # at shutdown, how long the lines still waiting may take to
 SETTINGS = settings_module.load_or_exit(os.environ)
 check_credentials_or_exit(os.environ)
 RESTORED = state.load_or_exit(SETTINGS.state_file) if SETTINGS.state_file is not None else None
-TRACKER = Tracker(redact=SETTINGS.redact)
+TRACKER = Tracker(redact=SETTINGS.redact, cluster=SETTINGS.cluster)
 LEDGER = state.Ledger()  # what was written: the state file's content
 SAVER = state.Saver(SETTINGS.state_file, LEDGER) if SETTINGS.state_file is not None else None
 _background: set[asyncio.Task[None]] = set()
@@ -352,10 +352,18 @@ def _save_state() -> None:
         SAVER.save()
 
 
+def _encoder(output_format: str) -> Encoder:
+    """How a line is written: JSON, the text format, or a CloudEvent (encoders beside ``output``)."""
+    if output_format == 'text':
+        return TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+    if output_format == 'cloudevents':
+        return cloudevents.encode
+    return encode_json
+
+
 SPOOL = Spool(
     LineWriter(stdout(),
-               encode=(TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
-                       if SETTINGS.output_format == 'text' else encode_json),
+               encode=_encoder(SETTINGS.output_format),
                select=Shaper.from_settings(SETTINGS),
                on_reader_gone=RUN.stop),
     on_pressure=_threadsafe(_behind),

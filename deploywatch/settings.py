@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -81,6 +82,19 @@ def _types(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
+CLUSTER_NAME = re.compile(r'[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?')
+
+
+def _cluster(text: str) -> str | None:
+    # It goes into a URI's authority (CloudEvents' source) and onto terminals: letters, digits, . _ - only.
+    name = text.strip()
+    if not name:
+        return None
+    if not CLUSTER_NAME.fullmatch(name):
+        raise ValueError(text)
+    return name
+
+
 def _label_selector(text: str) -> str:
     # SelectorError where the API server would answer 400 (to every LIST and WATCH, forever).
     Selector.parse(text)
@@ -105,7 +119,9 @@ class Settings:
         doc="Every this many seconds, each live Deployment is printed again as RESYNC. "
             "Ten minutes by default: often enough for an audit store to notice a gap, "
             "rare enough that 10,000 Deployments do not flood the stream. At least "
-            f"{MIN_RESYNC_SECONDS} s: a shorter interval would print little but RESYNC.",
+            f"{MIN_RESYNC_SECONDS} s: a shorter interval would print little but RESYNC. Rounds are "
+            "due at whole multiples of the interval in Unix time, and a RESYNC's id names its "
+            "round, so replicas with the same interval print the same ids.",
     )
     redact: bool = _setting(
         env='REDACT', default=True, parse=_boolean,
@@ -124,11 +140,21 @@ class Settings:
     )
 
     output_format: str = _setting(
-        env='FORMAT', default='json', parse=_choice('json', 'text'),
-        accepts='json or text',
+        env='FORMAT', default='json', parse=_choice('json', 'text', 'cloudevents'),
+        accepts='json, text or cloudevents',
         doc="json: one JSON object per line (schema deploywatch/v1), for pipelines. text: one "
-            "short aligned line per event (time, type, namespace/name, ready/desired, images, "
-            "changed paths), coloured when stdout is a terminal and NO_COLOR is unset.",
+            "short aligned line per event (time, type, namespace/name, ready/desired, rollout, "
+            "manager, images, changed paths), coloured when stdout is a terminal and NO_COLOR is "
+            "unset. cloudevents: each event as one CloudEvents 1.0 JSON object (structured mode; "
+            "id, source, type dev.deploywatch.deployment.<type>, subject namespace/name), the "
+            "v1 event as its data, for Knative, Argo Events and other CloudEvents routers.",
+    )
+    cluster: str | None = _setting(
+        env='CLUSTER', default=None, parse=_cluster,
+        accepts='a cluster name: letters, digits, ".", "_" and "-", at most 253 (empty: none)',
+        doc="Put this name on every line (cluster), in the text format and in CloudEvents' "
+            "source, for fleets that ship many clusters' streams to one store. Unset by "
+            "default: a single cluster's stream needs no name.",
     )
     label_selector: str = _setting(
         env='LABEL_SELECTOR', default='', parse=_label_selector,
