@@ -234,7 +234,8 @@ def deliver(watch_type: str | None, raw: Mapping[str, Any], inferred: bool) -> N
     line = TRACKER.observe(watch_type, raw, inferred=inferred)
     if line is not None:
         key = identity(raw)
-        SPOOL.write(line, functools.partial(LEDGER.written, key, TRACKER.encoded(key)))
+        encoded = TRACKER.encoded(key)
+        SPOOL.write(line, functools.partial(LEDGER.written, key, encoded), held=len(encoded or b''))
 
 
 class Pause:
@@ -286,7 +287,8 @@ class Pause:
                            "be written. The Deployment watches pause until half of it is written; the "
                            "changes wait in the API server meanwhile, and nothing is lost.")
         else:
-            logger.warning("stdout is keeping up again: the Deployment watches resume where they paused.")
+            logger.warning(f"stdout is keeping up again (at most {SPOOL.peak / 2**20:.1f} MiB waited): "
+                           "the Deployment watches resume where they paused.")
 
     async def may_print(self) -> bool:
         """For RESYNC: wait while stdout is behind; whether this replica may print."""

@@ -50,8 +50,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-HIGH_WATER = 8 * 1024 * 1024  # bytes of unwritten lines before the watches pause
-HARD_LIMIT = 2 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
+HIGH_WATER = 4 * 1024 * 1024  # bytes of unwritten lines before the watches pause
+HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
 
 Commit = Callable[[], None]
 
@@ -180,7 +180,7 @@ class Spool:
         self._hard = max(hard_limit, high_water)
         self._on_pressure = on_pressure
         self._on_failure = on_failure
-        self._queue: collections.deque[tuple[bytes, Commit | None]] = collections.deque()
+        self._queue: collections.deque[tuple[bytes, Commit | None, int]] = collections.deque()
         self._changed = threading.Condition()
         self._pending = 0  # bytes in the queue
         self._writing = False  # a line taken from the queue is being written
@@ -196,22 +196,28 @@ class Spool:
 
     @property
     def pending(self) -> int:
-        """Bytes of lines waiting to be written."""
+        """Bytes of lines waiting to be written (and of what their commits hold)."""
         return self._pending
 
-    def write(self, event: dict[str, Any], commit: Commit | None = None) -> None:
-        """Queue a line (and its commit, in order even when nothing of the event is printed)."""
+    def write(self, event: dict[str, Any], commit: Commit | None = None, *, held: int = 0) -> None:
+        """
+        Queue a line (and its commit, in order even when nothing of the event is printed).
+
+        ``held``: bytes the commit keeps alive until it is called (the state it commits),
+        counted in the bound with the line's own.
+        """
         data = self._writer.line(event)
         if data is None and commit is None:
             return
         data = data or b''
+        size = len(data) + held
         pressure = False
         with self._changed:
             if self._suspended or self.stopped or self._closed:
                 self.dropped += bool(data)
                 return
-            self._queue.append((data, commit))
-            self._pending += len(data)
+            self._queue.append((data, commit, size))
+            self._pending += size
             self.peak = max(self.peak, self._pending)
             if not self._over and self._pending > self._high:
                 self._over = pressure = True
@@ -245,14 +251,14 @@ class Spool:
             self._changed.wait_for(lambda: not (self._queue or self._writing) or self.stopped,
                                    timeout=max(0.0, deadline - time.monotonic()))
             self._closed = True
-            left = sum(1 for data, _ in self._queue if data) + self._writing
+            left = sum(1 for data, _, _ in self._queue if data) + self._writing
             self._queue.clear()
             self._pending = 0
             self._changed.notify_all()
         return left
 
     def _drop(self) -> int:
-        dropped = sum(1 for data, _ in self._queue if data)
+        dropped = sum(1 for data, _, _ in self._queue if data)
         self._queue.clear()
         self._pending = 0
         self.dropped += dropped
@@ -271,8 +277,8 @@ class Spool:
                 self._changed.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue:
                     return
-                data, commit = self._queue.popleft()
-                self._pending -= len(data)
+                data, commit, size = self._queue.popleft()
+                self._pending -= size
                 self._writing = True
                 released = self._release()
                 self._changed.notify_all()
