@@ -4,8 +4,17 @@ The text format (``DEPLOYWATCH_FORMAT=text``): one short aligned line per event.
 For a person watching a rollout in a terminal, like ``kubectl get deploy -w``
 but with what changed::
 
-    TIME (UTC)    TYPE      NAMESPACE/NAME                READY   IMAGES             CHANGES
-    16:22:17.927  MODIFIED  default/frontend              0/3     nginx:1.25         spec.replicas 2→3
+    TIME (UTC)    TYPE      NAMESPACE/NAME                READY   IMAGES              ROLLOUT      BY   ...
+    16:22:17.927  MODIFIED  default/frontend              0/3     nginx:1.25          Progressing  kub...
+
+(BY is ``kubectl/scale`` here, and CHANGES ``spec.replicas 2→3``.) ROLLOUT is
+``summary.rollout.status`` and BY the manager of ``changedBy`` (with its
+subresource: ``kubectl/scale``, ``kube-controller-manager/status``; ``-`` when
+the author cannot be told). A MODIFIED whose rollout status moved says so
+first among its changes (``rollout Progressing→Complete``), computed from
+``old``, so it is shown whenever ``old`` is in the line. With
+``DEPLOYWATCH_CLUSTER`` a CLUSTER column follows the type. Lines saved before
+these fields existed render with those cells empty.
 
 It is rendered from the JSON event alone (a pure function of one line), so a
 saved JSON stream renders the same later: ``python -m deploywatch render``.
@@ -26,9 +35,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from deploywatch.diffing import IGNORED_PATHS
+from deploywatch.rollout import rollout
 
-HEADER = ('TIME (UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'CHANGES')
-WIDTHS = (12, 8, 28, 6, 18)  # the last column takes the rest
+HEADER = ('TIME (UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'ROLLOUT', 'BY', 'CHANGES')
+WIDTHS = (12, 8, 28, 6, 18, 11, 30)  # the last column takes the rest
+CLUSTER_WIDTH = 12  # the CLUSTER column, after TYPE, only in a stream with DEPLOYWATCH_CLUSTER
 MAX_CHANGES = 4
 # Paths that change along with the ones worth showing, and only repeat them.
 NOISE = ('/metadata/generation', '/status/observedGeneration', '/status/conditions')
@@ -56,23 +67,38 @@ def _escape(match: re.Match[str]) -> str:
     return NAMED.get(char) or (f'\\x{code:02x}' if code <= 0xff else f'\\u{code:04x}')
 
 
-def columns(cells: tuple[str, ...]) -> str:
-    padded = [cell.ljust(width) for cell, width in zip(cells, WIDTHS, strict=False)]
-    return '  '.join([*padded, *cells[len(WIDTHS):]]).rstrip()
+def columns(cells: tuple[str, ...], *, cluster: bool = False) -> str:
+    widths = (*WIDTHS[:2], CLUSTER_WIDTH, *WIDTHS[2:]) if cluster else WIDTHS
+    padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=False)]
+    return '  '.join([*padded, *cells[len(widths):]]).rstrip()
+
+
+def header(event: Mapping[str, Any]) -> str:
+    """The header line for a stream whose first event is ``event`` (a CLUSTER column if it names one)."""
+    if isinstance(event.get('cluster'), str):
+        return columns((*HEADER[:2], 'CLUSTER', *HEADER[2:]), cluster=True)
+    return columns(HEADER)
 
 
 def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
     summary = event.get('summary') or {}
     kind = str(event.get('type'))
-    cells = (
+    state = summary.get('rollout')
+    cells: tuple[str, ...] = (
         str(event.get('time', ''))[11:23],
         kind,
         f"{event.get('namespace')}/{event.get('name')}",
         f"{summary.get('readyReplicas', 0)}/{summary.get('replicas', 0)}",
         ','.join(summary.get('images') or []) or '-',
+        str(state.get('status', '')) if isinstance(state, Mapping) else '',
+        _author(event),
         changes(event),
     )
-    line = columns(tuple(visible(cell) for cell in cells))  # escaped before padding: aligned
+    cluster = event.get('cluster')
+    if isinstance(cluster, str):
+        cells = (*cells[:2], cluster, *cells[2:])
+    # Escaped before padding, so that columns stay aligned.
+    line = columns(tuple(visible(cell) for cell in cells), cluster=isinstance(cluster, str))
     if colour and kind in COLOURS:
         start = line.index(kind, len(cells[0]))
         line = f'{line[:start]}\x1b[{COLOURS[kind]}m{kind}\x1b[0m{line[start + len(kind):]}'
@@ -91,9 +117,33 @@ def changes(event: Mapping[str, Any]) -> str:
                    key=lambda op: FIRST.index(op['path'].split('/')[1]) if op['path'].split('/')[1] in FIRST
                    else len(FIRST))
     parts = [_change(op, event.get('old')) for op in shown]
+    moved = _rollout_moved(event)
+    if moved:
+        parts.insert(0, moved)
     if len(parts) > MAX_CHANGES:
         parts = [*parts[:MAX_CHANGES], f'+{len(parts) - MAX_CHANGES} more']
     return '  '.join([*parts, *marks])
+
+
+def _author(event: Mapping[str, Any]) -> str:
+    """BY: ``manager[/subresource]``; ``-`` when the author cannot be told; empty where there is none."""
+    if 'changedBy' not in event:
+        return ''
+    author = event['changedBy']
+    if not isinstance(author, Mapping):
+        return '-'
+    subresource = author.get('subresource')
+    return f"{author.get('manager')}/{subresource}" if subresource else str(author.get('manager'))
+
+
+def _rollout_moved(event: Mapping[str, Any]) -> str | None:
+    """``rollout Progressing→Complete`` when a MODIFIED moved the rollout status (known from ``old``)."""
+    state = (event.get('summary') or {}).get('rollout')
+    old = event.get('old')
+    if event.get('type') != 'MODIFIED' or not isinstance(state, Mapping) or not isinstance(old, Mapping):
+        return None
+    before = rollout(old)['status']
+    return f"rollout {before}→{state.get('status')}" if before != state.get('status') else None
 
 
 def _change(operation: Mapping[str, Any], old: Any) -> str:
@@ -151,5 +201,5 @@ class TextEncoder:
         line = render(event, colour=self._colour)
         if not self._header_done:
             self._header_done = True
-            line = columns(HEADER) + '\n' + line
+            line = header(event) + '\n' + line
         return line.encode('utf-8', errors='backslashreplace') + b'\n'

@@ -28,7 +28,7 @@ def test_text_lines_show_identity_replicas_images_and_changes(
     cluster.delete(namespace, 'web')
     deleted = operator.wait_for_line('DELETED')
 
-    header = ['TIME', '(UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'CHANGES']
+    header = ['TIME', '(UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'ROLLOUT', 'BY', 'CHANGES']
     assert operator.lines[0].split() == header
     # Emulated, no pod is ever ready; in a real cluster the pod of the one replica may be ready
     # (the stand-in kubelet takes about a second) before the listing, and still before the scale.
