@@ -7,8 +7,13 @@ it, plays a short scenario (create, scale, image change, a status update by
 the "deployment controller", delete, and a change in the other namespace that
 must not show), and ends by itself.
 
-stdout carries exactly what deploywatch printed, so the demo can be piped into
-``jq`` like the real thing; the narration goes to stderr.
+Piped (``make demo | jq``), stdout carries exactly what deploywatch printed,
+JSON Lines, like the real thing. On a terminal, the same events are shown in the
+text format (``deploywatch.text``, with the ROLLOUT and BY columns) instead of
+walls of JSON: the first thing a newcomer sees should be readable. The
+narration goes to stderr. The writes carry the field managers and subresources
+kubectl and the deployment controller use, so BY shows what it would show in a
+real cluster.
 """
 import json
 import os
@@ -24,6 +29,7 @@ from typing import Any
 
 from deploywatch.testing import ServerThread, controller, factory, kinds
 from deploywatch.testing.store import Store, now
+from deploywatch.text import TextEncoder
 
 DEPLOYMENTS = kinds.DEPLOYMENTS
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -41,7 +47,8 @@ def main() -> int:
         for namespace, name, replicas in [('default', 'frontend', 2), ('default', 'backend', 1),
                                           ('staging', 'frontend', 1)]:
             server.call(store.create, DEPLOYMENTS, namespace,
-                        factory.deployment(name, namespace=namespace, replicas=replicas), manager='kubectl')
+                        factory.deployment(name, namespace=namespace, replicas=replicas),
+                        manager='kubectl-create')
         kubeconfig = server.kubeconfig(pathlib.Path(tmp) / 'kubeconfig')
         say(f'emulated API server on {server.url}, 3 Deployments in "default" and "staging"')
         say('running: kopf run operator/handlers.py --namespace=default')
@@ -70,7 +77,8 @@ def main() -> int:
         finally:
             operator.terminate()
             operator.wait(timeout=15)
-        say('done: every line above is one event, schema deploywatch/v1')
+        say('done: every line above is one event, schema deploywatch/v1'
+            + (' (shown in the text format; piped, they are JSON Lines)' if sys.stdout.isatty() else ''))
     return 0
 
 
@@ -83,17 +91,17 @@ def _play(server: ServerThread, store: Store, expect: Callable[..., None]) -> No
 
     step('kubectl create deployment worker',
          lambda: store.create(DEPLOYMENTS, 'default', factory.deployment('worker', image='busybox:1.36'),
-                              manager='kubectl'),
+                              manager='kubectl-create'),
          name='worker', type='ADDED')
     step('kubectl scale deployment frontend --replicas=3',
-         lambda: _patch(store, 'frontend', {'spec': {'replicas': 3}}),
+         lambda: _scale(store, 'frontend', 3),
          name='frontend', type='MODIFIED')
     step('kubectl set image deployment/backend app=nginx:1.27',
          lambda: _patch(store, 'backend', {'spec': {'template': {'spec': {'containers': [
-             {'name': 'app', 'image': 'nginx:1.27'}]}}}}),
+             {'name': 'app', 'image': 'nginx:1.27'}]}}}}, manager='kubectl-set'),
          name='backend', type='MODIFIED')
     say('kubectl scale deployment frontend --replicas=5 -n staging   (other namespace: not shown)')
-    server.call(lambda: _patch(store, 'frontend', {'spec': {'replicas': 5}}, 'staging'))
+    server.call(lambda: _scale(store, 'frontend', 5, 'staging'))
     step('the deployment controller reports frontend rolled out (status only)',
          lambda: _roll_out(store, 'frontend'),
          name='frontend', type='MODIFIED')
@@ -102,9 +110,15 @@ def _play(server: ServerThread, store: Store, expect: Callable[..., None]) -> No
          name='worker', type='DELETED')
 
 
-def _patch(store: Store, name: str, patch: dict[str, Any], namespace: str = 'default') -> None:
-    store.patch(DEPLOYMENTS, namespace, name, patch, 'application/strategic-merge-patch+json',
-                manager='kubectl')
+def _patch(store: Store, name: str, patch: dict[str, Any], *, manager: str) -> None:
+    store.patch(DEPLOYMENTS, 'default', name, patch, 'application/strategic-merge-patch+json',
+                manager=manager)
+
+
+def _scale(store: Store, name: str, replicas: int, namespace: str = 'default') -> None:
+    """As ``kubectl scale``: a merge patch of ``/scale``, as the manager ``kubectl``."""
+    store.patch_scale(namespace, name, {'spec': {'replicas': replicas}}, 'application/merge-patch+json',
+                      manager='kubectl')
 
 
 def _roll_out(store: Store, name: str) -> None:
@@ -113,12 +127,14 @@ def _roll_out(store: Store, name: str) -> None:
 
 
 def _relay(operator: 'subprocess.Popen[bytes]', lines: 'queue.Queue[dict[str, Any] | None]') -> None:
-    """Pass deploywatch's stdout through unchanged, and to the scenario for its waits."""
+    """Pass deploywatch's stdout on (unchanged when piped, as text on a terminal), and to the scenario."""
     assert operator.stdout is not None
+    text = TextEncoder(colour=not os.environ.get('NO_COLOR')) if sys.stdout.isatty() else None
     for raw in operator.stdout:
-        sys.stdout.buffer.write(raw)
+        event = json.loads(raw)
+        sys.stdout.buffer.write(raw if text is None else text(event))
         sys.stdout.buffer.flush()
-        lines.put(json.loads(raw))
+        lines.put(event)
     lines.put(None)
 
 
