@@ -18,14 +18,13 @@ does for every scenario. With it, as the cluster's admin given by that kubeconfi
 
 A cluster where deploywatch is installed already (its Namespace exists) is not touched.
 """
-import json
 import os
 import pathlib
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import kubernetes
 import pytest
@@ -36,6 +35,7 @@ from tests.conftest import E2E_KUBECONFIG
 from tests.deploy import containers, dockerfile, manifests
 from tests.deploy.containers import Replica, named
 from tests.deploy.rbac import Access, granted
+from tests.harness import identity
 from tests.harness.clusters import Cluster
 
 IMAGE = dockerfile.parse(manifests.REPO / 'Dockerfile')
@@ -60,27 +60,11 @@ class Admin:
         return result
 
     def token(self, namespace: str, service_account: str) -> str:
-        request = kubernetes.client.AuthenticationV1TokenRequest(
-            spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS))
-        answer = kubernetes.client.CoreV1Api(self.api).create_namespaced_service_account_token(
-            service_account, namespace, request)
-        assert answer.status is not None
-        return cast(str, answer.status.token)
+        return identity.token(self.api, service_account, namespace=namespace, seconds=TOKEN_SECONDS)
 
     def kubeconfig_for(self, token: str, path: pathlib.Path) -> pathlib.Path:
         """The admin kubeconfig's current cluster, with the token as the only credential."""
-        config = yaml.safe_load(self.kubeconfig.read_text())
-        context = next(c['context'] for c in config['contexts'] if c['name'] == config['current-context'])
-        cluster = dict(next(c['cluster'] for c in config['clusters'] if c['name'] == context['cluster']))
-        if 'certificate-authority' in cluster:  # relative to the kubeconfig it came from
-            cluster['certificate-authority'] = str(self.kubeconfig.parent / cluster['certificate-authority'])
-        path.write_text(json.dumps({
-            'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'deploywatch',
-            'clusters': [{'name': 'cluster', 'cluster': cluster}],
-            'users': [{'name': 'deploywatch', 'user': {'token': token}}],
-            'contexts': [{'name': 'deploywatch', 'context': {'cluster': 'cluster', 'user': 'deploywatch'}}],
-        }))
-        return path
+        return identity.kubeconfig_for(self.kubeconfig, token, path)
 
 
 def _rules(kubeconfig: pathlib.Path, namespace: str) -> set[Access]:

@@ -69,11 +69,12 @@ def service_account(api: Any, *, role: str) -> str:
     return account
 
 
-def token(api: Any, account: str) -> str:
+def token(api: Any, account: str, *, namespace: str = NAMESPACE, seconds: int = TOKEN_SECONDS) -> str:
+    """A token for the ServiceAccount from the TokenRequest API."""
     request = kubernetes.client.AuthenticationV1TokenRequest(
-        spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS))
+        spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds))
     core = kubernetes.client.CoreV1Api(api)
-    answer = core.create_namespaced_service_account_token(account, NAMESPACE, request)
+    answer = core.create_namespaced_service_account_token(account, namespace, request)
     assert answer.status is not None
     return cast(str, answer.status.token)
 
