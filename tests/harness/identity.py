@@ -21,6 +21,8 @@ TOKEN_SECONDS = 3600
 ROLES = {
     'plain': (MANIFESTS / 'base' / 'rbac.yaml',),
     'globs': (MANIFESTS / 'base' / 'rbac.yaml', MANIFESTS / 'components' / 'namespace-globs' / 'rbac.yaml'),
+    # The HA overlay's replicas: base rules plus list/watch on ClusterKopfPeerings, patch on deploywatch's.
+    'ha': (MANIFESTS / 'base' / 'rbac.yaml', MANIFESTS / 'overlays' / 'ha' / 'peering.yaml'),
     'none': (),
 }
 
