@@ -492,6 +492,8 @@ def forbidden_bound() -> float:
 
 def test_a_service_account_without_rbac_gets_one_line_and_exit_3(
         cluster: Cluster, proxy: Proxy, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
+    if cluster.emulated:  # CI time: 35 s that test_errors.py spends on the same path already
+        pytest.skip('against the emulator, test_errors.py::test_forbidden_from_the_start_... proves this')
     namespace = cluster.new_namespace('forbidden')
     cluster.create(deployment('a', namespace=namespace))
     kubeconfig = cluster.operator_kubeconfig(tmp_path / 'none.kubeconfig', role='none', server=proxy.url)
