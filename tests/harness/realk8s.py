@@ -43,8 +43,14 @@ class ControlPlane:
 
     def stop_apiserver(self) -> None:
         """Stop the kube-apiserver process (SIGTERM, then SIGKILL), as an upgrade or a crash would."""
-        pid = self._pid('kube-apiserver')
-        os.kill(pid, signal.SIGTERM)
+        self._stop('kube-apiserver')
+
+    def _stop(self, name: str) -> None:
+        try:
+            pid = self._pid(name)
+            os.kill(pid, signal.SIGTERM)
+        except (FileNotFoundError, ProcessLookupError):
+            return
         deadline = time.monotonic() + 20
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -52,7 +58,16 @@ class ControlPlane:
             os.kill(pid, signal.SIGKILL)
 
     def start_apiserver(self) -> None:
-        """``up.sh`` again: it starts only what is not running, and returns once /readyz says ok."""
+        """
+        ``up.sh`` again: it starts only what is not running, and returns once /readyz says ok.
+
+        The stand-in kubelet is started afresh too. After a v1.28 kube-apiserver restart its
+        pod watch (plain urllib, no resourceVersion bookkeeping of its own) was seen to stay
+        silent until its 600 s read timeout, so later scenarios' pods never became ready
+        (kubelet.log: "The read operation timed out"). deploywatch's own watches are what
+        the scenarios judge; the kubelet only has to be healthy for the next one.
+        """
+        self._stop('kubelet')
         port = str(urlsplit(server_of(self.directory / 'kubeconfig')).port)
         env = {**os.environ, 'REALK8S_DIR': str(self.directory), 'REALK8S_VERSION': self.version,
                'REALK8S_PORT': port}
