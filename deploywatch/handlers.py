@@ -112,7 +112,6 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import click
 import kopf
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching as kopf_watching
@@ -383,8 +382,7 @@ def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:
     """
     if settings.peering.clusterwide:
         return False
-    context = click.get_current_context(silent=True)
-    if context is None or 'namespaces' not in context.params:
+    patterns = watching.namespace_patterns()
+    if patterns is None:
         return True
-    patterns = [*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')]
     return any(char in pattern for pattern in patterns for char in '*?[!,')  # fnmatch's [...] too

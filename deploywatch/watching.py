@@ -216,16 +216,26 @@ def _scope(settings: Any) -> Callable[[str | None], bool] | None:
     """
     if settings.peering.clusterwide:
         return lambda _: True
-    context = click.get_current_context(silent=True)
-    if context is None or 'namespaces' not in context.params:
-        return None
-    patterns = [p for p in (*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')) if p]
+    patterns = namespace_patterns()
     if not patterns:
         return None
     def in_scope(namespace: str | None) -> bool:
         name = kopf_references.NamespaceName(namespace or '')
         return namespace is not None and any(kopf_references.match_namespace(name, p) for p in patterns)
     return in_scope
+
+
+def namespace_patterns() -> list[str] | None:
+    """
+    The ``--namespace`` patterns of ``kopf run`` (non-empty ones); None outside Click.
+
+    Kopf hands its patterns to nobody, but ``kopf run`` is a Click command and the
+    operator runs inside it, so its parameters are readable.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None or 'namespaces' not in context.params:
+        return None
+    return [p for p in (*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')) if p]
 
 
 def _is_deployments(resource: Any) -> bool:
