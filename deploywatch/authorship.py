@@ -49,6 +49,8 @@ from typing import Any, TypedDict
 
 import orjson
 
+from deploywatch.encoding import tight
+
 Stamp = tuple[str, str | None, str | None, str | None]  # manager, operation, subresource, time
 
 
@@ -68,8 +70,8 @@ def entries(managed_fields: Any) -> list[Mapping[str, Any]]:
 
 
 def stamps(managed_fields: Any) -> bytes:
-    """What is remembered of a state's entries, for the next state's step 1: JSON bytes."""
-    return orjson.dumps([list(_stamp(entry)) for entry in entries(managed_fields)])
+    """What is remembered of a state's entries, for the next state's step 1: JSON bytes, right-sized."""
+    return tight(orjson.dumps([list(_stamp(entry)) for entry in entries(managed_fields)]))
 
 
 def changed_by(managed_fields: Any, *, before: bytes | None, diff: Sequence[Mapping[str, Any]] | None,

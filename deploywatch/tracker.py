@@ -34,14 +34,14 @@ It knows nothing of Kopf, I/O or time sources beyond the injected clock, so the
 rules above are tested on plain dicts.
 """
 import datetime
-import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-import orjson
-
 from deploywatch import authorship, objects
+from deploywatch.encoding import STDLIB, decode, encode
 from deploywatch.events import Event, EventType, build
+
+__all__ = ['STDLIB', 'Remembered', 'Tracker', 'decode', 'encode', 'identity']
 
 Clock = Callable[[], datetime.datetime]
 
@@ -197,24 +197,3 @@ class Tracker:
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     metadata = obj.get('metadata')
     return metadata if isinstance(metadata, Mapping) else {}
-
-
-STDLIB = b'\x00'  # marks bytes that only the standard library can read back exactly
-
-
-def encode(obj: Mapping[str, Any]) -> bytes:
-    """
-    JSON bytes of an object, with orjson: several times faster than the standard library.
-
-    orjson refuses lone surrogates and integers beyond 64 bits, and reads such
-    integers back as floats; those objects (only hostile ones: the API server's
-    types never carry them) are written by the standard library and marked.
-    """
-    try:
-        return orjson.dumps(obj)
-    except TypeError:  # orjson.JSONEncodeError is one
-        return STDLIB + json.dumps(obj, separators=(',', ':')).encode()
-
-
-def decode(data: bytes) -> Any:
-    return json.loads(data[1:]) if data[:1] == STDLIB else orjson.loads(data)
