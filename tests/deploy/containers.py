@@ -18,6 +18,7 @@ from tests.deploy.manifests import Obj
 from tests.harness.operator import WAIT, Event, OperatorProcess
 
 IMAGE_LIVENESS = '--liveness=http://0.0.0.0:8080/healthz'
+METRICS_PORT = 'DEPLOYWATCH_METRICS_PORT'
 
 
 def argv(image: Image, container: Obj) -> list[str]:
@@ -34,21 +35,33 @@ def on_free_port(command: list[str]) -> list[str]:
     In a cluster each pod has its own network namespace and port 8080 to itself; here
     replicas share the host's, beside whatever else runs on it.
     """
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        port = probe.getsockname()[1]
-    free = f'--liveness=http://127.0.0.1:{port}/healthz'
+    free = f'--liveness=http://127.0.0.1:{free_port()}/healthz'
     replaced = [part.replace(IMAGE_LIVENESS, free) for part in command]
     assert replaced != command, f'no {IMAGE_LIVENESS} in {command}'
     return replaced
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
 def environment(image: Image, container: Obj, *, venv: pathlib.Path, pod: str,
                 extra: Mapping[str, str]) -> dict[str, str]:
-    """The image's ENV (its venv being ``venv``), then the container's env, then ``extra``."""
+    """
+    The image's ENV (its venv being ``venv``), then the container's env, then ``extra``.
+
+    The metrics port the container sets is replaced by a free one, for the reason of
+    :func:`on_free_port` (the metrics server binds every interface, and two replicas here
+    share them); ``env[METRICS_PORT]`` says which.
+    """
     env = image.environment(venv=venv)
     for item in container.get('env', []):
-        if 'value' in item:
+        if item['name'] == METRICS_PORT and 'value' in item:
+            env[METRICS_PORT] = str(free_port())
+        elif 'value' in item:
             env[item['name']] = item['value']
         elif item.get('valueFrom', {}).get('fieldRef', {}).get('fieldPath') == 'metadata.name':
             env[item['name']] = pod
