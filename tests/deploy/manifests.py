@@ -25,6 +25,7 @@ SHAPES = {
     'namespaced': MANIFESTS / 'overlays' / 'namespaced',
     'namespace-globs': MANIFESTS / 'overlays' / 'namespace-globs',
     'ha': MANIFESTS / 'overlays' / 'ha',
+    'prometheus-operator': MANIFESTS / 'overlays' / 'prometheus-operator',
 }
 SERVICE_ACCOUNT = ('deploywatch', 'deploywatch')  # (namespace, name)
 
