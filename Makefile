@@ -45,11 +45,11 @@ run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces
 	$(BIN)/kopf run operator/handlers.py --all-namespaces
 
 .PHONY: bench bench-quick
-bench: $(STAMP) ## Benchmark against kubectl, a raw watch loop and Kopf, and profile (~5 min; bench/results/)
+bench: $(STAMP) ## Benchmark against kubectl, a Go informer, a raw watch loop, Kopf and today's deploywatch, and profile (~10 min; bench/results/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ## The same benchmark with smaller N and M, no profile (~1 min)
+bench-quick: $(STAMP) ## The same benchmark with smaller N and M, no profile (~2 min)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run --quick
 

@@ -30,7 +30,9 @@ lines on stdin, answered on stdout (logs go to stderr):
   written as fast as each watcher's socket takes them (aiohttp's drain);
 * ``{"op": "paced", "m": M, "rate": R}``: M events released at R per second
   on an absolute schedule; ``{"op": "times"}`` then answers when each was
-  released and written, and how late the pacer ever was, for the latency figure;
+  released and written, and how late the pacer ever was, for the latency figure,
+  and each event's resourceVersion and its object's previous one, for the
+  driver's checks that every change was printed once;
 * ``{"op": "stats"}``: requests by kind since the last reset, and open watches.
 
 Every request counts, by kind: ``discovery``, ``list``, ``watch``, ``get`` and
@@ -94,6 +96,7 @@ class Cluster:
         self.steps: list[int] = []
         self.times: list[str] = []
         self.lines: list[bytes] = []  # event i has resourceVersion base + 1 + i
+        self.previous: list[int] = []  # event i's object's resourceVersion before it (its old object's)
         self.released = 0
         self.released_at: list[float] = []
         self.written_at: dict[int, float] = {}
@@ -119,16 +122,17 @@ class Cluster:
         self.versions = list(range(self.first, self.first + n))
         self.rv = self.base = self.first + n - 1
         self.steps, self.times = [0] * n, [objects.CREATED] * n
-        self.lines, self.released, self.released_at = [], 0, []
+        self.lines, self.previous, self.released, self.released_at = [], [], 0, []
         self.written_at.clear()
         self.requests.clear()
         self.odd_paths.clear()
-        return {'n': n, 'resourceVersion': self.rv,
+        return {'n': n, 'resourceVersion': self.rv, 'first': self.first,
                 'event_bytes': len(ADDED) + len(self.tail(0)) + 2 if n else 0}
 
     def _render(self) -> bytes:
         """The next MODIFIED line: one object's rollout moves one step."""
         index = len(self.lines) % len(self.tails)
+        self.previous.append(self.versions[index])
         self.rv += 1
         self.steps[index] += 1
         self.versions[index], self.times[index] = self.rv, _now()
@@ -168,9 +172,15 @@ class Cluster:
             self._release(1)
 
     def times_since(self, first_event: int) -> dict[str, Any]:
-        """Release and first write time per resourceVersion, for events from index ``first_event``."""
+        """
+        Release and first write time per resourceVersion, for events from index ``first_event``.
+
+        ``previous`` is, per event, the resourceVersion its object had before it: what
+        a client that prints the *old* object of an update (client-go's UpdateFunc) shows.
+        """
         versions = range(self.base + 1 + first_event, self.base + 1 + self.released)
-        return {'versions': list(versions), 'released': self.released_at[first_event:],
+        return {'versions': list(versions), 'previous': self.previous[first_event:self.released],
+                'released': self.released_at[first_event:],
                 'written': [self.written_at.get(v) for v in versions], 'pacing_lag': self.pacing_lag}
 
     # -- serving -----------------------------------------------------------------------
