@@ -109,6 +109,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -116,7 +117,7 @@ import kopf
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching as kopf_watching
 
-from deploywatch import cloudevents, state, watching
+from deploywatch import cloudevents, metrics, state, watching
 from deploywatch import settings as settings_module
 from deploywatch.output import HIGH_WATER, Encoder, LineWriter, Spool, stdout
 from deploywatch.output import encode as encode_json
@@ -145,12 +146,14 @@ class Run:
     """This process's run: its loop (for callbacks from the writer thread), and how it ends."""
     loop: asyncio.AbstractEventLoop | None = None
     failure: int = 0  # the exit status, once something failed
+    why: str | None = None  # what failed, for the liveness probe
     stopping: bool = False
 
     def fail(self, message: str) -> None:
         """An ERROR, then the normal stop (the clean-up saves what was written); exit status 1."""
         logger.error(message)
         self.failure = FAILURE_EXIT
+        self.why = message
         self.stop()
 
     def stop(self) -> None:
@@ -215,6 +218,22 @@ async def stop_background(**_: Any) -> None:
         task.cancel()  # its last act is the final save, of what was written
     await asyncio.gather(*saver, return_exceptions=True)
     _background.clear()
+
+
+@kopf.on.probe(id='deploywatch')
+def liveness(**_: Any) -> dict[str, Any]:
+    """
+    Kopf's ``--liveness`` endpoint answers 500 while this raises: a Deployment watch silent
+    for over ``DEPLOYWATCH_STALL_SECONDS``, or a failure that is stopping the process.
+    Kopf keeps a success for 10 s, so a stall shows within the bound plus 10 s.
+    """
+    unhealthy = metrics.METRICS.unhealthy(SETTINGS.stall_seconds)
+    if unhealthy:
+        raise kopf.PermanentError(unhealthy)
+    stalest = metrics.METRICS.stalest()
+    silent = None if stalest is None else round(stalest.silence(time.monotonic()), 1)
+    return {'watches': len(metrics.METRICS.watches), 'tracked': len(TRACKER),
+            'stalest': None if stalest is None else {'watch': stalest.where, 'silentSeconds': silent}}
 
 
 @kopf.on.event('apps', 'v1', 'deployments')
@@ -368,8 +387,16 @@ SPOOL = Spool(
                select=Shaper.from_settings(SETTINGS),
                on_reader_gone=RUN.stop),
     on_pressure=_threadsafe(_behind),
-    on_failure=_threadsafe(_write_failed))
+    on_failure=_threadsafe(_write_failed),
+    on_written=metrics.METRICS.line_written)
 PAUSE = Pause()
+metrics.METRICS.tracked = TRACKER.__len__
+metrics.METRICS.dropped = lambda: SPOOL.dropped
+metrics.METRICS.pending = lambda: SPOOL.pending
+metrics.METRICS.blocked = lambda: SPOOL.blocked
+metrics.METRICS.failure = lambda: RUN.why
+if SETTINGS.metrics_port is not None:
+    metrics.serve_or_exit(SETTINGS.metrics_port)
 
 
 def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:

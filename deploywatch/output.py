@@ -54,6 +54,7 @@ HIGH_WATER = 4 * 1024 * 1024  # bytes of unwritten lines before the watches paus
 HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
 
 Commit = Callable[[], None]
+Written = Callable[[str, bool], None]  # a line of this event type (and inferred or not) was written
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
@@ -113,6 +114,7 @@ class LineWriter:
         self._select = select
         self._on_reader_gone = on_reader_gone
         self.reader_gone = False
+        self.blocked = 0.0  # seconds spent in write and flush: how long the reader kept us waiting
 
     def write(self, event: dict[str, Any]) -> None:
         data = self.line(event)
@@ -131,6 +133,7 @@ class LineWriter:
         """
         if self.reader_gone:
             return False
+        began = time.perf_counter()
         try:
             view = memoryview(data)
             while view:  # an unbuffered stream may take a line in parts
@@ -141,6 +144,8 @@ class LineWriter:
             self._silence()
             self._on_reader_gone()
             return False
+        finally:
+            self.blocked += time.perf_counter() - began
         return True
 
     def _silence(self) -> None:
@@ -174,13 +179,15 @@ class Spool:
             hard_limit: int = HARD_LIMIT,
             on_pressure: Callable[[bool], None] = _nothing,
             on_failure: Callable[[OSError], None] = _nothing,
+            on_written: Written = _nothing,
     ) -> None:
         self._writer = writer
+        self._on_written = on_written
         self._high = high_water
         self._hard = max(hard_limit, high_water)
         self._on_pressure = on_pressure
         self._on_failure = on_failure
-        self._queue: collections.deque[tuple[bytes, Commit | None, int]] = collections.deque()
+        self._queue: collections.deque[tuple[bytes, Commit | None, int, str, bool]] = collections.deque()
         self._changed = threading.Condition()
         self._pending = 0  # bytes in the queue
         self._writing = False  # a line taken from the queue is being written
@@ -193,6 +200,11 @@ class Spool:
         self.waits = 0  # times write() had to wait for the thread (the hard limit)
         self._thread = threading.Thread(target=self._run, name='deploywatch stdout', daemon=True)
         self._thread.start()
+
+    @property
+    def blocked(self) -> float:
+        """Seconds the thread spent writing to stdout."""
+        return self._writer.blocked
 
     @property
     def pending(self) -> int:
@@ -216,7 +228,7 @@ class Spool:
             if self._suspended or self.stopped or self._closed:
                 self.dropped += bool(data)
                 return
-            self._queue.append((data, commit, size))
+            self._queue.append((data, commit, size, event.get('type', ''), bool(event.get('inferred'))))
             self._pending += size
             self.peak = max(self.peak, self._pending)
             if not self._over and self._pending > self._high:
@@ -251,14 +263,14 @@ class Spool:
             self._changed.wait_for(lambda: not (self._queue or self._writing) or self.stopped,
                                    timeout=max(0.0, deadline - time.monotonic()))
             self._closed = True
-            left = sum(1 for data, _, _ in self._queue if data) + self._writing
+            left = sum(1 for data, *_ in self._queue if data) + self._writing
             self._queue.clear()
             self._pending = 0
             self._changed.notify_all()
         return left
 
     def _drop(self) -> int:
-        dropped = sum(1 for data, _, _ in self._queue if data)
+        dropped = sum(1 for data, *_ in self._queue if data)
         self._queue.clear()
         self._pending = 0
         self.dropped += dropped
@@ -277,7 +289,7 @@ class Spool:
                 self._changed.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue:
                     return
-                data, commit, size = self._queue.popleft()
+                data, commit, size, kind, inferred = self._queue.popleft()
                 self._pending -= size
                 self._writing = True
                 released = self._release()
@@ -296,6 +308,8 @@ class Spool:
             if not written:  # the reader is gone: the process is stopping
                 self._stop()
                 return
+            if data:
+                self._on_written(kind, inferred)
             if commit is not None:
                 commit()
 

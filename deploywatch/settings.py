@@ -27,6 +27,9 @@ PREFIX = 'DEPLOYWATCH_'
 # longer a periodic re-announcement but a stream of nothing else (each round prints every
 # Deployment, 10,000 take about a second), and far more likely a typo ("0.001" for "1000").
 MIN_RESYNC_SECONDS = 0.1
+# A watch hears from the API server at least once a minute (a BOOKMARK) when all is well; a stall
+# bound under a few seconds would fail the liveness probe of a healthy, quiet cluster.
+MIN_STALL_SECONDS = 1.0
 EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'RESYNC'})
 
 
@@ -44,6 +47,22 @@ def _seconds(text: str) -> float:
 def _resync_seconds(text: str) -> float:
     value = _seconds(text)
     if 0 < value < MIN_RESYNC_SECONDS:
+        raise ValueError(text)
+    return value
+
+
+def _stall_seconds(text: str) -> float:
+    value = _seconds(text)
+    if 0 < value < MIN_STALL_SECONDS:
+        raise ValueError(text)
+    return value
+
+
+def _port(text: str) -> int | None:
+    if not text.strip():
+        return None
+    value = int(text)  # ValueError for "http" or "8081.5"
+    if not 0 < value < 65536:
         raise ValueError(text)
     return value
 
@@ -187,6 +206,21 @@ class Settings:
         accepts='full or summary',
         doc="full: the whole Deployment in object (and old). summary: no object and no old, only "
             "identity, summary and diff: the smallest lines.",
+    )
+
+    metrics_port: int | None = _setting(
+        env='METRICS_PORT', default=None, parse=_port,
+        accepts='a TCP port, 1 to 65535 (empty: no metrics server)',
+        doc="Serve Prometheus metrics at /metrics on this port, on every interface (see "
+            "docs/operating.md). Off by default; the manifests set 8081.",
+    )
+    stall_seconds: float = _setting(
+        env='STALL_SECONDS', default=180.0, parse=_stall_seconds,
+        accepts=f'a finite number of seconds: 0 (no stall check) or at least {MIN_STALL_SECONDS:g}',
+        doc="Kopf's liveness endpoint (--liveness) fails once a Deployment watch has heard nothing "
+            "from the API server (no event, no BOOKMARK, no listing) for this long. The API server "
+            "sends a BOOKMARK about once a minute, so three minutes is three missed ones; a watch "
+            "paused on purpose (stdout behind, another replica leading) is not stalled.",
     )
 
     @classmethod

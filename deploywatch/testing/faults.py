@@ -17,7 +17,10 @@ the ones a watcher meets in real clusters:
 * a watch that answers ``410 Gone`` (the ERROR event a real server sends for a
   resourceVersion older than its watch cache);
 * error answers (500, 503, 429 with Retry-After, 403) to LIST or WATCH;
-* an outage: the port refuses connections for a while (``ServerThread.outage``).
+* an outage: the port refuses connections for a while (``ServerThread.outage``);
+* a stall: watch streams stay open and send nothing, not even a BOOKMARK, and new
+  watches get no answer (``stall_watches``), until ``resume_watches`` — what a
+  watcher sees of a frozen API server, or of a proxy that stopped forwarding.
 """
 import dataclasses
 import enum
@@ -51,6 +54,7 @@ class Faults:
     errors: list[ErrorAnswer] = dataclasses.field(default_factory=list)
     expirations: int = 0  # how many next watches answer 410 Gone
     empties: int = 0  # how many next watches answer 200 with no event and close at once
+    stalled: bool = False  # watches send nothing (held, not lost) until resume_watches()
     fired: list[str] = dataclasses.field(default_factory=list)  # what happened, for the test's report
 
     def cut_watch(self, *, after: int, how: Cut = Cut.CLEAN, times: int = 1) -> None:
@@ -62,6 +66,13 @@ class Faults:
     def empty_watch(self, times: int = 1) -> None:
         self.empties += times
 
+    def stall_watches(self) -> None:
+        self.stalled = True
+        self.fired.append('watch:stall')
+
+    def resume_watches(self) -> None:
+        self.stalled = False
+
     def answer(self, status: int, *, times: int = 1,
                verbs: frozenset[str] = frozenset({'list', 'watch'})) -> None:
         self.errors.append(ErrorAnswer(status, verbs, times))
@@ -71,6 +82,7 @@ class Faults:
         self.errors.clear()
         self.expirations = 0
         self.empties = 0
+        self.stalled = False
 
     def take_error(self, verb: str) -> int | None:
         """The status to answer this request with, if an error is armed for its verb."""

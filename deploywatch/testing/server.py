@@ -47,6 +47,8 @@ ADMIN_TOKEN = 'admin-token'
 Middleware = Callable[[web.Request, Any], Any]
 
 
+STALL_POLL = 0.05  # seconds between looks at a stalled watch's fault
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=json.dumps(body, separators=(',', ':')),
                         content_type='application/json', headers=headers)
@@ -220,6 +222,7 @@ class ApiServer:
         response.enable_chunked_encoding()
         sender = _Sender(request, response, self.faults)
         try:
+            await sender.unstalled()  # a stalled server does not even answer
             await response.prepare(request)
             for event in events:
                 await sender.send(_line(event))
@@ -305,7 +308,12 @@ class _Sender:
         self._cut: WatchCut | None = None
         self._until_cut = 0
 
+    async def unstalled(self) -> None:
+        while self._faults.stalled:
+            await asyncio.sleep(STALL_POLL)
+
     async def send(self, line: bytes) -> None:
+        await self.unstalled()
         if self._cut is None and (cut := self._faults.take_cut()) is not None:
             self._cut, self._until_cut = cut, cut.after
         if self._cut is not None:

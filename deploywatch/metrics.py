@@ -1,0 +1,176 @@
+"""
+What deploywatch counts, for Prometheus (``/metrics``) and for its liveness probe.
+
+The counts are plain integers, bumped where the thing happens (the watch loop on
+the event loop, the writer thread after a line is written) and read only when
+Prometheus scrapes: a :class:`prometheus_client.Counter` takes a lock per
+increment, and at thousands of events a second the per-event cost is what
+``make bench`` measures. :class:`Collector` turns the integers into metric
+families at scrape time, in prometheus_client's own registry, which also serves
+its standard ``process_*`` metrics. The server is prometheus_client's own
+(a daemon thread), on ``DEPLOYWATCH_METRICS_PORT``: it keeps answering while
+the event loop is busy, which is what a scrape during a listing needs.
+
+Names follow Prometheus' conventions: ``_total`` for counters, seconds and bytes
+as base units, and no label with a value per Deployment or per namespace (a
+cluster has thousands; a label value is a time series in the store).
+
+Staleness is per Deployment watch (one per namespace, or one cluster-wide):
+:class:`Watch` holds when it last heard from the API server — an event, a
+BOOKMARK, or a completed listing. The API server sends a BOOKMARK about once a
+minute to a watch that asks for them (Kopf's do), so a quiet but healthy watch
+is never silent much longer than that; a watch paused on purpose (stdout is
+behind, or another replica leads) is not silent, and its clock restarts when it
+resumes. :meth:`Metrics.unhealthy` is what the liveness probe reports.
+"""
+import collections
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import prometheus_client
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector as _CollectorBase
+
+PREFIX = 'deploywatch_'
+
+
+def _zero() -> int:
+    return 0
+
+
+@dataclasses.dataclass(eq=False)
+class Watch:
+    """One running Deployment watch: where, and when it last heard from the API server."""
+    where: str
+    paused: Callable[[], bool]  # whether Kopf's pause toggles hold it (then it is not silent)
+    heard: float = dataclasses.field(default_factory=time.monotonic)
+    listings: int = 0  # complete listings so far: all but the first are relists
+
+    def silence(self, now: float) -> float:
+        return 0.0 if self.paused() else max(0.0, now - self.heard)
+
+
+@dataclasses.dataclass(eq=False)
+class Metrics:
+    """Everything counted, as plain numbers; the sources are the live objects read at scrape time."""
+    printed: collections.Counter[tuple[str, bool]] = dataclasses.field(default_factory=collections.Counter)
+    watch_events: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    restarts: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    api_errors: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    listed: int = 0
+    relists: int = 0
+    last_heard: float | None = None  # Unix time of the last event or BOOKMARK of any watch
+    watches: set[Watch] = dataclasses.field(default_factory=set)
+    tracked: Callable[[], int] = _zero  # Deployments remembered
+    dropped: Callable[[], int] = _zero  # lines not printed (standby replica, stop)
+    pending: Callable[[], int] = _zero  # bytes of lines waiting to be written
+    blocked: Callable[[], float] = float  # seconds the writer spent in write/flush to stdout
+    failure: Callable[[], str | None] = lambda: None  # why the process is failing, if it is
+
+    def line_written(self, kind: str, inferred: bool) -> None:
+        """Called by the writer thread for each line stdout took."""
+        self.printed[kind, inferred] += 1
+
+    def heard(self, watch: Watch, kind: str | None = None) -> None:
+        """The API server spoke to ``watch``: an event of ``kind``, or (None) a completed listing."""
+        watch.heard = time.monotonic()
+        if kind is not None:
+            self.watch_events[kind] += 1
+            self.last_heard = time.time()
+
+    def listed_by(self, watch: Watch) -> None:
+        """``watch`` completed a listing."""
+        self.relists += watch.listings > 0
+        watch.listings += 1
+        self.heard(watch)
+
+    def stalest(self) -> Watch | None:
+        now = time.monotonic()
+        return max(self.watches, key=lambda watch: watch.silence(now), default=None)
+
+    def unhealthy(self, stall_seconds: float) -> str | None:
+        """Why the liveness probe must fail now, or None. ``stall_seconds`` 0: no stall check."""
+        failure = self.failure()
+        if failure:
+            return failure
+        stalest = self.stalest()
+        if stall_seconds and stalest is not None:
+            silence = stalest.silence(time.monotonic())
+            if silence > stall_seconds:
+                return (f"the Deployment watch {stalest.where} has heard nothing from the API server "
+                        f"(no event, no BOOKMARK) for {silence:.0f}s, over DEPLOYWATCH_STALL_SECONDS="
+                        f"{stall_seconds:g}")
+        return None
+
+
+class Collector(_CollectorBase):
+    """:class:`Metrics` as Prometheus metric families, built at each scrape."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        printed = CounterMetricFamily(PREFIX + 'events', 'Event lines written to stdout, by type; '
+                                      'inferred: deduced from a listing or the state file, not seen',
+                                      labels=['type', 'inferred'])
+        for (kind, inferred), count in sorted(list(m.printed.items())):
+            printed.add_metric([kind, 'true' if inferred else 'false'], count)
+        yield printed
+        yield CounterMetricFamily(PREFIX + 'events_dropped', 'Event lines not printed: '
+                                  'this replica stopped leading (peering), or the process stops',
+                                  value=m.dropped())
+        yield _by(PREFIX + 'watch_events', 'Events read from the Deployment watch streams, by type',
+                  'type', m.watch_events)
+        yield CounterMetricFamily(PREFIX + 'listed_objects', 'Deployments read from complete listings',
+                                  value=m.listed)
+        yield CounterMetricFamily(PREFIX + 'relists', 'Listings after a watch\'s first: '
+                                  'the watch could not resume (410 Gone, or a broken listing)',
+                                  value=m.relists)
+        yield _by(PREFIX + 'watch_restarts', 'Deployment watches restarted after a failure, by reason: '
+                  'error (resumed), expired (410: listed again), forbidden (403)', 'reason', m.restarts)
+        yield _by(PREFIX + 'api_errors', 'Failed requests of the Deployment watch loop, by HTTP status '
+                  '(connection: no answer)', 'code', m.api_errors)
+        yield GaugeMetricFamily(PREFIX + 'deployments_tracked', 'Deployments known now',
+                                value=m.tracked())
+        watches = list(m.watches)
+        yield GaugeMetricFamily(PREFIX + 'watches', 'Deployment watches running (one per namespace, '
+                                'or one cluster-wide)', value=len(watches))
+        now = time.monotonic()
+        yield GaugeMetricFamily(PREFIX + 'watch_stalest_seconds', 'Seconds since the stalest running '
+                                'Deployment watch last heard from the API server (event, BOOKMARK or '
+                                'listing); 0 while paused', value=max((w.silence(now) for w in watches),
+                                                                      default=0.0))
+        if m.last_heard is not None:
+            yield GaugeMetricFamily(PREFIX + 'last_event_timestamp_seconds', 'Unix time of the last '
+                                    'event or BOOKMARK read from any Deployment watch', value=m.last_heard)
+        yield CounterMetricFamily(PREFIX + 'stdout_blocked_seconds', 'Seconds the writer thread spent '
+                                  'writing to stdout: a slow reader shows here', value=m.blocked())
+        yield GaugeMetricFamily(PREFIX + 'stdout_pending_bytes', 'Bytes of lines waiting to be '
+                                'written to stdout', value=m.pending())
+
+
+def _by(name: str, documentation: str, label: str, counts: collections.Counter[str]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(list(counts.items())):
+        family.add_metric([value], count)
+    return family
+
+
+METRICS = Metrics()
+
+
+def serve_or_exit(port: int, metrics: Metrics = METRICS) -> None:
+    """
+    Serve ``/metrics`` (prometheus_client's server, a daemon thread) on every interface;
+    a port that cannot be bound stops the program before it connects, with one line, exit 2.
+    """
+    prometheus_client.REGISTRY.register(Collector(metrics))
+    try:
+        prometheus_client.start_http_server(port)
+    except OSError as error:
+        print(f"deploywatch: cannot serve metrics on port {port} (DEPLOYWATCH_METRICS_PORT): "
+              f"{error.strerror or error}.", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
