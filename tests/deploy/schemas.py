@@ -10,10 +10,14 @@ as ``kubernetes-validate --strict`` makes it fail for built-in kinds.
 
 The CRDs are those the built manifests carry (Kopf's peering) and the Prometheus
 Operator's as it publishes them, stored in ``crds/`` (its README says which release).
+Their patterns are Go's (RE2) regular expressions; the one construct of them that Python
+reads otherwise, an inline flag after the start (``^(?i)(abort|warn)?$``), is moved to
+the start, where it means the same.
 """
 import copy
 import functools
 import pathlib
+import re
 from typing import Any
 
 import jsonschema
@@ -50,6 +54,8 @@ def schema_of(crd: Obj) -> Obj:
 def strict(schema: Obj, *, root: bool = True) -> Obj:
     """A copy of ``schema`` that refuses fields it does not list."""
     closed = {key: value for key, value in schema.items()}
+    if 'pattern' in schema:
+        closed['pattern'] = _python_pattern(schema['pattern'])
     if 'properties' in schema:
         closed['properties'] = {name: strict(sub, root=False) for name, sub in schema['properties'].items()}
         if root:
@@ -64,6 +70,12 @@ def strict(schema: Obj, *, root: bool = True) -> Obj:
         if combinator in schema:
             closed[combinator] = [strict(sub, root=False) for sub in schema[combinator]]
     return closed
+
+
+def _python_pattern(pattern: str) -> str:
+    """An RE2 pattern as Python's ``re`` reads it: leading inline flags first (Python refuses them later)."""
+    match = re.fullmatch(r'(\^?)\(\?([a-z]+)\)(.*)', pattern, flags=re.DOTALL)
+    return f'(?{match[2]}){match[1]}{match[3]}' if match else pattern
 
 
 def validate(doc: Obj, crd: Obj) -> None:
