@@ -6,6 +6,7 @@ not about the cluster.
 """
 import pathlib
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -31,6 +32,10 @@ BAD_VALUES = [
     ('DEPLOYWATCH_TYPES', 'ADDED,CREATED'),
     ('DEPLOYWATCH_OBJECT', 'tiny'),
     ('DEPLOYWATCH_STATE_FILE', '/nonexistent-dir/state.json'),
+    ('DEPLOYWATCH_METRICS_PORT', 'http'),
+    ('DEPLOYWATCH_METRICS_PORT', '70000'),
+    ('DEPLOYWATCH_STALL_SECONDS', '0.5'),  # below a second: a healthy quiet watch would fail it
+    ('DEPLOYWATCH_STALL_SECONDS', '-3'),
 ]
 
 
@@ -55,6 +60,25 @@ def test_a_bad_setting_stops_before_connecting_with_one_clear_line(
     assert len(lines) == 1, lines
     assert variable in lines[0] and repr(value) in lines[0] and 'expected' in lines[0]
     assert apiserver.server.log.requests == []  # nothing was even asked of the API server
+
+
+def test_a_metrics_port_in_use_stops_before_connecting_with_one_clear_line(
+        apiserver: ServerThread, tmp_path: pathlib.Path) -> None:
+    kubeconfig = apiserver.kubeconfig(tmp_path / 'kubeconfig', token=OPERATOR_TOKEN)
+    with socket.socket() as taken:
+        taken.bind(('0.0.0.0', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([str(KOPF), 'run', str(HANDLERS), '--namespace=default'],
+                                env=operator_env(kubeconfig, {'DEPLOYWATCH_METRICS_PORT': str(port)}),
+                                capture_output=True, stdin=subprocess.DEVNULL, timeout=60, check=False)
+
+    assert result.returncode == 2
+    assert result.stdout == b''
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert f'cannot serve metrics on port {port}' in lines[0] and 'DEPLOYWATCH_METRICS_PORT' in lines[0]
+    assert apiserver.server.log.requests == []
 
 
 def test_an_unknown_setting_is_warned_about_and_ignored(
