@@ -17,7 +17,15 @@ does for every scenario. With it, as the cluster's admin given by that kubeconfi
 4. everything applied is deleted again.
 
 A cluster where deploywatch is installed already (its Namespace exists) is not touched.
+
+The prometheus-operator overlay is sent to the same API server with ``--dry-run=server
+--validate=strict``, after its Namespace and, when the cluster has none, the Prometheus
+Operator's ServiceMonitor CRD as ``tests/deploy/crds/`` stores it: the API server itself
+validates the ServiceMonitor against the CRD (types, patterns, required fields; unknown
+fields too from v1.25, where strict field validation is on; v1.24 prunes them) and accepts
+it. What the test installed is removed again.
 """
+import json
 import os
 import pathlib
 import subprocess
@@ -32,7 +40,7 @@ import yaml
 
 from deploywatch.testing import factory
 from tests.conftest import E2E_KUBECONFIG
-from tests.deploy import containers, dockerfile, manifests
+from tests.deploy import containers, dockerfile, manifests, schemas
 from tests.deploy.containers import Replica, named
 from tests.deploy.rbac import Access, granted
 from tests.harness import identity
@@ -139,3 +147,32 @@ def test_in_a_real_cluster_deploywatch_works_with_exactly_the_manifests_rbac(
     finally:
         cluster.cleanup()
         admin.kubectl('delete', '-f', '-', '--ignore-not-found', '--wait=false', stdin=rbac)
+
+
+def test_in_a_real_cluster_the_api_server_accepts_the_prometheus_operator_overlay(admin: Admin) -> None:
+    docs = manifests.build('prometheus-operator')
+    namespace = manifests.one(docs, 'Namespace', manifests.SERVICE_ACCOUNT[0])
+    name = namespace['metadata']['name']
+    found = admin.kubectl('get', 'namespace', name, '--ignore-not-found', '-o', 'json').stdout
+    if found.strip() and 'deletionTimestamp' in json.loads(found)['metadata']:  # the test above's, going
+        admin.kubectl('wait', '--for=delete', f'namespace/{name}', '--timeout=120s')
+    elif found.strip():
+        pytest.skip(f'deploywatch is installed in that cluster (namespace {name}): not touching it')
+    (crd,) = [crd for crd in schemas.published() if crd['spec']['names']['kind'] == 'ServiceMonitor']
+    crd_name = crd['metadata']['name']
+    found = admin.kubectl('get', 'crd', crd_name, '--ignore-not-found', '-o', 'name').stdout
+    installed_crd = not found.strip()  # installed by this test, so removed by it
+    try:
+        if installed_crd:
+            admin.kubectl('create', '-f', str(schemas.CRDS / 'monitoring.coreos.com_servicemonitors.yaml'))
+            admin.kubectl('wait', '--for=condition=Established', f'crd/{crd_name}', '--timeout=60s')
+        admin.kubectl('apply', '-f', '-', stdin=yaml.safe_dump(namespace))
+        dry_run = admin.kubectl('apply', '--dry-run=server', '--validate=strict', '-k',
+                                str(manifests.SHAPES['prometheus-operator']))
+        assert 'servicemonitor.monitoring.coreos.com/deploywatch created (server dry run)' in dry_run.stdout
+        assert 'service/deploywatch-metrics created (server dry run)' in dry_run.stdout
+        assert 'arning' not in dry_run.stderr, dry_run.stderr
+    finally:
+        admin.kubectl('delete', 'namespace', name, '--ignore-not-found')  # gone before the next test looks
+        if installed_crd:
+            admin.kubectl('delete', 'crd', crd_name, '--ignore-not-found', '--wait=false')
