@@ -2,27 +2,59 @@
 JSON bytes that are kept: what the tracker remembers of every live Deployment.
 
 The tracker keeps each object encoded (see ``tracker.Remembered``), so at 100,000
-Deployments the size of one kept ``bytes`` object *is* the operator's memory. Two
-facts about orjson decide it:
+Deployments the size of one kept ``bytes`` object *is* the operator's memory.
+Three things decide it:
 
 * ``orjson.dumps`` returns its working buffer as the result without shrinking it:
   the allocation is rounded up to a power of two, at least 4 KiB (orjson 3.12 and
   later; measured with 3.13 on this project's Deployments: a 3.2 KB object held
   8.2 KB, a 0.2 KB list of ``managedFields`` stamps 4.1 KB). Harmless for a line
   that is written and freed; for what is kept, it was two thirds of the memory.
-  So :func:`encode` copies the result into a ``bytes`` of its exact size
+  So :func:`encode` copies the result into a ``bytes`` of its exact length
   (``bytes(memoryview(...))``, a memcpy of a few KB: well under a microsecond);
+* the Deployments of one cluster are alike: the same keys, defaults, managers,
+  condition messages, often the same chart. A :class:`Packer` waits until its
+  tracker holds :data:`TRAIN_AFTER` objects, trains a zstd dictionary on them
+  (the first listing, usually), and from then on keeps every object compressed
+  against it: a 3.2 KB cleaned Deployment of ``make bench`` is kept in ~110
+  bytes, compressed in ~4 µs and read back in ~1.5 µs (zlib with a preset
+  dictionary, the standard library's nearest equivalent, got ~140 bytes but took
+  ~40 µs to compress). A smaller cluster is never compressed: its memory is small
+  anyway, and its events cost nothing more. The dictionary is kept for the life of
+  the process: objects unlike it compress less, never wrongly;
 * orjson refuses lone surrogates and integers beyond 64 bits, and reads such
   integers back as floats: those objects (only hostile ones: the API server's
   types never carry them) are written by the standard library and marked with
   :data:`STDLIB`, so that :func:`decode` reads them back exactly.
+
+Kept bytes come in three forms, told apart by their first byte: JSON (``{``),
+:data:`STDLIB` + JSON, and :data:`PACKED` + the dictionary's number (4 bytes) + a
+zstd frame of one of the other two. :func:`plain` turns any of them into JSON
+bytes and :func:`decode` into the object, in any thread: the state file
+(``deploywatch.state``) is written with :func:`plain` from the saver's thread, so
+it holds plain JSON lines, readable by every version. Dictionaries are therefore
+registered process-wide (:data:`_DICTIONARIES`, append-only), and each thread
+gets its own zstd contexts (one context must not be used by two threads at once).
 """
 import json
+import struct
+import threading
 from typing import Any
 
 import orjson
+import zstandard
 
 STDLIB = b'\x00'  # marks bytes that only the standard library can read back exactly
+PACKED = b'\x01'  # marks a zstd frame: PACKED + dictionary number (>I) + frame
+TRAIN_AFTER = 1000  # objects held before a dictionary is trained on them
+DICTIONARY_SIZE = 16 * 1024  # bytes; 32 KiB gained 4 % on bench objects and took longer to train
+LEVEL = 3  # zstd's default: level 1 was no faster with a dictionary, and larger
+_NUMBER = struct.Struct('>I')
+_HEADER = len(PACKED) + _NUMBER.size
+
+_DICTIONARIES: list[zstandard.ZstdCompressionDict] = []
+_registering = threading.Lock()
+_contexts = threading.local()  # per thread: {number: ZstdCompressor}, {number: ZstdDecompressor}
 
 
 def tight(data: bytes) -> bytes:
@@ -38,5 +70,81 @@ def encode(obj: Any) -> bytes:
         return STDLIB + json.dumps(obj, separators=(',', ':')).encode()
 
 
+def plain(data: bytes) -> bytes:
+    """The JSON bytes (possibly :data:`STDLIB`-marked) of kept bytes of any form."""
+    if data[:1] != PACKED:
+        return data
+    (number,) = _NUMBER.unpack_from(data, 1)
+    return _decompressor(number).decompress(memoryview(data)[_HEADER:])
+
+
 def decode(data: bytes) -> Any:
+    data = plain(data)
     return json.loads(data[1:]) if data[:1] == STDLIB else orjson.loads(data)
+
+
+class Packer:
+    """
+    One tracker's compression: nothing until :meth:`train`, then a zstd dictionary.
+
+    Used from one thread (the tracker's); what it packs is readable anywhere (:func:`plain`).
+    """
+
+    def __init__(self, *, train_after: int = TRAIN_AFTER) -> None:
+        self.train_after = train_after
+        self.number: int | None = None  # the dictionary's, once trained
+
+    def wants(self, held: int) -> bool:
+        """Whether a tracker holding ``held`` objects should :meth:`train` now."""
+        return self.number is None and held >= self.train_after
+
+    def train(self, samples: list[bytes]) -> None:
+        """
+        Train the dictionary on ``samples`` (kept bytes of any form).
+
+        zstd's trainer refuses samples too few or too alike to learn from; their
+        concatenation then serves as the dictionary ("raw content"), which still
+        finds every repeated string.
+        """
+        data = [plain(sample) for sample in samples]
+        try:
+            dictionary = zstandard.train_dictionary(DICTIONARY_SIZE, data, level=LEVEL)
+        except zstandard.ZstdError:
+            dictionary = zstandard.ZstdCompressionDict(b''.join(data)[-DICTIONARY_SIZE:],
+                                                       dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        dictionary.precompute_compress(level=LEVEL)
+        with _registering:
+            _DICTIONARIES.append(dictionary)
+            self.number = len(_DICTIONARIES) - 1
+
+    def pack(self, data: bytes) -> bytes:
+        """``data`` (plain) as it is to be kept: compressed once a dictionary is trained."""
+        if self.number is None:
+            return data
+        return PACKED + _NUMBER.pack(self.number) + _compressor(self.number).compress(data)
+
+
+def _compressor(number: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] = _thread_cache('compressors')
+    found = cache.get(number)
+    if found is None:
+        found = cache[number] = zstandard.ZstdCompressor(
+            level=LEVEL, dict_data=_DICTIONARIES[number], write_checksum=False, write_content_size=True,
+            write_dict_id=False)
+    return found
+
+
+def _decompressor(number: int) -> zstandard.ZstdDecompressor:
+    cache: dict[int, zstandard.ZstdDecompressor] = _thread_cache('decompressors')
+    found = cache.get(number)
+    if found is None:
+        found = cache[number] = zstandard.ZstdDecompressor(dict_data=_DICTIONARIES[number])
+    return found
+
+
+def _thread_cache(name: str) -> Any:
+    cache = getattr(_contexts, name, None)
+    if cache is None:
+        cache = {}
+        setattr(_contexts, name, cache)
+    return cache

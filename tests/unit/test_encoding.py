@@ -1,11 +1,13 @@
 """encoding: the JSON bytes the tracker keeps, right-sized and read back exactly."""
+import threading
 import tracemalloc
 from typing import Any
 
 import orjson
+import pytest
 
 from deploywatch import authorship
-from deploywatch.encoding import STDLIB, decode, encode, tight
+from deploywatch.encoding import PACKED, STDLIB, Packer, decode, encode, plain, tight
 
 OBJ: dict[str, Any] = {'metadata': {'name': 'web', 'labels': {f'l{i}': 'x' * 20 for i in range(100)}}}
 
@@ -48,3 +50,59 @@ def test_what_orjson_refuses_round_trips_through_the_standard_library() -> None:
         assert data.startswith(STDLIB)
         assert decode(data) == hostile
     assert decode(encode(OBJ)) == OBJ
+
+
+def deployments(count: int) -> list[bytes]:
+    container = {'name': 'app', 'ports': [{'containerPort': 80}]}
+    condition = {'type': 'Available', 'message': 'Deployment has minimum availability.'}
+    return [encode({'metadata': {'name': f'app-{i}', 'namespace': 'team', 'uid': f'u-{i}'},
+                    'spec': {'replicas': i % 4, 'template': {'spec': {'containers': [
+                        {**container, 'image': f'registry.example/app:{i}'}]}}},
+                    'status': {'conditions': [condition]}})
+            for i in range(count)]
+
+
+def test_a_packer_keeps_plain_bytes_until_it_is_trained() -> None:
+    packer = Packer(train_after=3)
+    data = deployments(1)[0]
+    assert not packer.wants(2) and packer.wants(3)
+    assert packer.pack(data) is data
+
+
+@pytest.mark.parametrize('count', [2, 300])  # 2: too few for zstd's trainer, the raw-content fallback
+def test_packed_bytes_are_smaller_and_read_back_exactly(count: int) -> None:
+    samples = deployments(count)
+    packer = Packer(train_after=count)
+    packer.train(samples)
+    assert not packer.wants(count + 1)  # trained once
+    for data in [*samples, deployments(count + 1)[-1], encode({'n': 2**70})]:
+        packed = packer.pack(data)
+        assert packed.startswith(PACKED)
+        assert plain(packed) == data
+        assert decode(packed) == decode(data)
+    if count > 2:
+        assert sum(map(len, map(packer.pack, samples))) < sum(map(len, samples)) / 3
+
+
+def test_packed_bytes_are_read_back_in_any_thread() -> None:
+    samples = deployments(50)
+    packer = Packer(train_after=50)
+    packer.train(samples)
+    packed = [packer.pack(data) for data in samples]
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append([plain(p) for p in packed] == samples))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 4
+
+
+def test_two_packers_each_read_their_own() -> None:
+    first, second = Packer(train_after=2), Packer(train_after=2)
+    first.train(deployments(2))
+    second.train([encode({'something': 'else entirely'}), encode({'and': ['more', 'of', 'it']})])
+    data = deployments(3)[-1]
+    assert plain(first.pack(data)) == plain(second.pack(data)) == data
+    assert first.number != second.number

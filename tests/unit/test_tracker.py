@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from deploywatch import encoding, output
+from deploywatch import state as state_file
 from deploywatch.tracker import Tracker, identity
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
@@ -358,3 +360,44 @@ def test_restored_outside_names_unconfirmed_objects_of_namespaces_out_of_scope(t
     assert [o['metadata']['name'] for o in tracker.restored_outside(lambda _: False)] == ['b', 'c', 'd']
     assert tracker.restored_outside(lambda _: True) == []
     assert 's3cr3t' not in json.dumps(outside)
+
+
+def test_a_compressed_memory_prints_byte_for_byte_what_a_plain_one_does(tmp_path: Any) -> None:
+    """From train_after objects on the memory is kept zstd-compressed; no line may differ for it."""
+    plain_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=10**9)
+    packed_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=4)
+
+    def both(method: str, *args: Any, **kwargs: Any) -> Any:
+        results = [getattr(tracker, method)(*args, **kwargs) for tracker in (plain_tracker, packed_tracker)]
+        assert encode_line(results[0]) == encode_line(results[1])
+        return results[1]
+
+    for i in range(8):  # a listing: the dictionary is trained at the fourth
+        both('observe', None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), password=f'pw-{i}'))
+    assert packed_tracker.encoded('u-0') != plain_tracker.encoded('u-0')  # compressed, then
+    for step in range(3):
+        both('observe', 'MODIFIED', deployment('web-1', uid='u-1', rv=str(100 + step), replicas=step + 2))
+    both('observe', None, deployment('web-2', uid='u-2', rv='200', replicas=7))  # a relist's MODIFIED
+    both('replaced', deployment('web-3', uid='u-new'))
+    both('unlisted', 'default', {'u-0', 'u-1', 'u-2'})
+    both('resync', 'u-1', slot=5)
+    both('observe', 'DELETED', deployment('web-1', uid='u-1', rv='300'))
+
+    saved = tmp_path / 'state'
+    state_file.save(saved, packed_tracker.snapshot())
+    assert b'"name":"web-5"' in saved.read_bytes()  # the file holds plain JSON, whatever memory holds
+    assert state_file.load(saved) == {key: encoding.plain(data)
+                                      for key, data in plain_tracker.snapshot().items()}
+    restored = Tracker(redact=True, clock=lambda: NOW, train_after=4)
+    restored.restore(state_file.load(saved) or {})
+    plain_tracker.restore(plain_tracker.snapshot())
+    packed_tracker = restored
+    both('restored_outside', lambda namespace: False)
+    both('observe', None, deployment('web-4', uid='u-4', rv='400', replicas=9))
+    both('observe', None, deployment('web-5', uid='u-5', rv='15'))  # unchanged: nothing
+
+
+def encode_line(value: Any) -> Any:
+    if value is None:
+        return value
+    return output.encode(value) if isinstance(value, dict) else [output.encode(item) for item in value]
