@@ -17,11 +17,11 @@ cluster has thousands; a label value is a time series in the store).
 
 Staleness is per Deployment watch (one per namespace, or one cluster-wide):
 :class:`Watch` holds when it last heard from the API server — an event, a
-BOOKMARK, or a completed listing. The API server sends a BOOKMARK about once a
-minute to a watch that asks for them (Kopf's do), so a quiet but healthy watch
-is never silent much longer than that; a watch paused on purpose (stdout is
-behind, or another replica leads) is not silent, and its clock restarts when it
-resumes. :meth:`Metrics.unhealthy` is what the liveness probe reports.
+BOOKMARK, a page of a listing, or an answer to one of its requests (a quiet
+cluster sends no BOOKMARK; see ``deploywatch.watching._noting_answers``). A
+watch paused on purpose (stdout is behind, or another replica leads) is not
+silent, and its clock restarts when it resumes. :meth:`Metrics.unhealthy` is
+what the liveness probe reports.
 """
 import collections
 import dataclasses
