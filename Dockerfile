@@ -29,7 +29,8 @@ ENV PATH=/opt/deploywatch/bin:$PATH \
     USER=deploywatch
 # A numeric non-root user, so that runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532
-EXPOSE 8080
+# 8080: Kopf's liveness endpoint; 8081: /metrics when DEPLOYWATCH_METRICS_PORT=8081 (the manifests set it).
+EXPOSE 8080 8081
 # The installed handlers (-m), so the image does not depend on this repository's layout;
 # Kopf's liveness endpoint on 8080 (the Deployment's livenessProbe). The CMD is the scope:
 # the whole cluster unless arguments (--namespace=...) replace it.
