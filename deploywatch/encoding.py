@@ -106,7 +106,7 @@ class Packer:
         concatenation then serves as the dictionary ("raw content"), which still
         finds every repeated string.
         """
-        data = [plain(sample) for sample in samples]
+        data: list[bytes | bytearray | memoryview[int]] = [plain(sample) for sample in samples]
         try:
             dictionary = zstandard.train_dictionary(DICTIONARY_SIZE, data, level=LEVEL)
         except zstandard.ZstdError:
