@@ -155,3 +155,37 @@ def test_a_short_outage_keeps_the_probe_healthy(apiserver: ServerThread, driver:
     assert set(statuses) == {200}, f'/healthz answered {sorted(set(statuses))} through a {OUTAGE:.0f}s outage'
     operator.wait_for(of('web', 'MODIFIED', resourceVersion=changed['metadata']['resourceVersion']),
                       what='the change made during the outage')
+
+
+QUIET_STALL = 90.0  # longer than Kopf's 70 s before it reopens a silent stream, shorter than two of them
+
+
+def test_a_quiet_healthy_watch_keeps_the_probe_healthy(cluster: Cluster,
+                                                       start_operator: StartOperator) -> None:
+    """
+    A real API server sends a quiet namespace's watch no BOOKMARK: only the answer to the
+    watch Kopf reopens after 70 s of silence tells that the server is there. Nothing changes
+    in the namespace for longer than the bound, and the probe stays healthy throughout.
+    """
+    if cluster.emulated:
+        pytest.skip('the emulator sends BOOKMARKs on a timer of its own: the real server is the judge here')
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('still', namespace=namespace))
+    liveness = free_port()
+    operator = start_operator(f'--namespace={namespace}', f'--liveness=http://127.0.0.1:{liveness}/healthz',
+                              env={'DEPLOYWATCH_STALL_SECONDS': str(QUIET_STALL),
+                                   'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    operator.wait_for(lambda e: e['name'] == 'still' and e['summary']['rollout']['status'] == 'Complete',
+                      what='the rollout complete: the controller has nothing more to write')
+    eventually(lambda: healthz(liveness)[0] == 200, what='/healthz answering 200 once the watch is live')
+    time.sleep(2)  # the controller's last status write, if any, lands before the quiet starts
+    quiet_from = len(operator.events)
+
+    statuses = []
+    until = time.monotonic() + QUIET_STALL + 20
+    while time.monotonic() < until:
+        statuses.append(healthz(liveness)[0])
+        time.sleep(2)
+
+    assert set(statuses) == {200}, f'/healthz answered {sorted(set(statuses))} for a quiet, healthy watch'
+    assert operator.events[quiet_from:] == [], 'the namespace was not quiet: the test proves nothing'
