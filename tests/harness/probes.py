@@ -5,6 +5,7 @@ The metrics are read with prometheus_client's own text parser, the way a scraper
 reads them, so a malformed exposition fails the test, not just a wrong number.
 """
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -44,3 +45,13 @@ def healthz(port: int) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode(errors='replace')
+
+
+def health_over(port: int, seconds: float, *, every: float) -> set[int]:
+    """Every status ``/healthz`` answered when asked every ``every`` seconds for ``seconds``."""
+    statuses = set()
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        statuses.add(healthz(port)[0])
+        time.sleep(every)
+    return statuses

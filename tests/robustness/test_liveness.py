@@ -24,7 +24,7 @@ from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster, EmulatedCluster
 from tests.harness.driver import Driver
 from tests.harness.operator import OperatorProcess, eventually, of
-from tests.harness.probes import free_port, healthz, scrape, value
+from tests.harness.probes import free_port, health_over, healthz, scrape, value
 from tests.harness.realk8s import ControlPlane
 from tests.robustness.conftest import Start
 
@@ -146,13 +146,9 @@ def test_a_short_outage_keeps_the_probe_healthy(apiserver: ServerThread, driver:
 
     apiserver.outage(OUTAGE)
     changed = driver.scale(namespace, 'web', 7)  # while the server refuses connections
-    statuses = []
-    until = time.monotonic() + OUTAGE + 8
-    while time.monotonic() < until:
-        statuses.append(healthz(liveness)[0])
-        time.sleep(0.5)
+    statuses = health_over(liveness, OUTAGE + 8, every=0.5)
 
-    assert set(statuses) == {200}, f'/healthz answered {sorted(set(statuses))} through a {OUTAGE:.0f}s outage'
+    assert statuses == {200}, f'/healthz answered {sorted(statuses)} through a {OUTAGE:.0f}s outage'
     operator.wait_for(of('web', 'MODIFIED', resourceVersion=changed['metadata']['resourceVersion']),
                       what='the change made during the outage')
 
@@ -181,11 +177,7 @@ def test_a_quiet_healthy_watch_keeps_the_probe_healthy(cluster: Cluster,
     time.sleep(2)  # the controller's last status write, if any, lands before the quiet starts
     quiet_from = len(operator.events)
 
-    statuses = []
-    until = time.monotonic() + QUIET_STALL + 20
-    while time.monotonic() < until:
-        statuses.append(healthz(liveness)[0])
-        time.sleep(2)
+    statuses = health_over(liveness, QUIET_STALL + 20, every=2)
 
-    assert set(statuses) == {200}, f'/healthz answered {sorted(set(statuses))} for a quiet, healthy watch'
+    assert statuses == {200}, f'/healthz answered {sorted(statuses)} for a quiet, healthy watch'
     assert operator.events[quiet_from:] == [], 'the namespace was not quiet: the test proves nothing'
