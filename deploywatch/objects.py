@@ -8,6 +8,7 @@ for all the others. So every lookup tolerates the wrong type and falls back to
 what the API would have defaulted.
 """
 import functools
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,7 @@ LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 CONTAINER_LISTS = ('initContainers', 'containers', 'ephemeralContainers')
 
 
-def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
+def clean(raw: Mapping[str, Any], *, redact: bool, applied: str | None = None) -> dict[str, Any]:
     """
     The object without ``metadata.managedFields`` and, if asked, without env values.
 
@@ -32,6 +33,9 @@ def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
     annotation ``kubectl.kubernetes.io/last-applied-configuration``: its embedded
     Deployment is redacted the same way and kept as readable JSON, and an annotation
     that does not parse as an object is replaced whole (it may hold anything).
+
+    ``applied``, if given, is that annotation already redacted: the tracker passes the
+    previous state's when the raw annotation is the same as then (:func:`applied_digest`).
 
     Only the maps and lists on the way to what is removed or redacted are copied;
     everything else is shared with ``raw``. That is safe because nothing changes an
@@ -46,7 +50,8 @@ def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
         return obj
     annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
     if isinstance(metadata, Mapping) and isinstance(annotations, Mapping) and LAST_APPLIED in annotations:
-        applied = _redacted_manifest(annotations[LAST_APPLIED])
+        if applied is None:
+            applied = _redacted_manifest(annotations[LAST_APPLIED])
         if applied != annotations[LAST_APPLIED]:
             obj['metadata'] = {**metadata, 'annotations': {**annotations, LAST_APPLIED: applied}}
     if any(_has_values(container) for container in containers(obj)):
@@ -57,6 +62,34 @@ def clean(raw: Mapping[str, Any], *, redact: bool) -> dict[str, Any]:
                 pod_spec[key] = [_redacted(item) for item in pod_spec[key]]
         obj['spec'] = {**spec, 'template': {**template, 'spec': pod_spec}}
     return obj
+
+
+def applied_digest(raw: Mapping[str, Any]) -> bytes | None:
+    """
+    A digest of the raw last-applied annotation (None: there is none, or it is not text).
+
+    The annotation changes only when someone applies again, but arrives with every status
+    write of the controller, and redacting it (parse, redact, encode) was a third of an
+    event's cost once a cluster has more Deployments than :func:`_redacted_applied`'s cache
+    holds (each has its own annotation, and a round of status updates visits them all).
+    The tracker remembers this digest (16 bytes; BLAKE2b, so that two different annotations
+    never pass for the same) and, while it stays the same, reuses the redacted annotation
+    of the state it printed before: :func:`clean`'s ``applied``.
+    """
+    metadata = raw.get('metadata')
+    annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    return hashlib.blake2b(value.encode('utf-8', 'surrogatepass'), digest_size=16).digest()
+
+
+def last_applied(obj: Mapping[str, Any]) -> str | None:
+    """The last-applied annotation of a (cleaned) object, if it is text."""
+    metadata = obj.get('metadata')
+    annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, Mapping) else None
+    return value if isinstance(value, str) else None
 
 
 def _redacted_manifest(value: Any) -> Any:

@@ -76,6 +76,7 @@ class Remembered(NamedTuple):
     namespace: Any
     encoded: bytes
     authors: bytes | None = None  # authorship.stamps of the raw state; None: unknown (restored)
+    applied: bytes | None = None  # objects.applied_digest of the raw state; None: none, or unknown
 
 
 class Tracker:
@@ -121,7 +122,16 @@ class Tracker:
         if watch_type != 'DELETED' and previous is not None and previous.version == version:
             return None  # the same state again (a relist, a replayed ADDED): nothing to clean or save
 
-        obj = objects.clean(raw, redact=self._redact)
+        # The previous state, decoded once: MODIFIED carries it as ``old``, and while the raw
+        # last-applied annotation is unchanged, its redacted one is reused (objects.applied_digest).
+        applied = objects.applied_digest(raw) if self._redact else None
+        old: Any = None
+        reuse: str | None = None
+        if previous is not None and watch_type != 'DELETED':
+            old = decode(previous.encoded)
+            if applied is not None and previous.applied == applied:
+                reuse = objects.last_applied(old)
+        obj = objects.clean(raw, redact=self._redact, applied=reuse)
         observed = self._clock()
         self.version += 1
         metadata = _metadata(obj)
@@ -135,14 +145,14 @@ class Tracker:
 
         managed = _metadata(raw).get('managedFields')
         self._printed[key] = Remembered(version, name[0], self._packer.pack(encode(obj)),
-                                        authorship.stamps(managed))
+                                        authorship.stamps(managed), applied)
         self._names[name] = key
         self._maybe_train()
         if previous is None:
             return build(type=EventType.ADDED, obj=obj, observed=observed,
                          initial=watch_type is None, cluster=self._cluster, managed_fields=managed)
         return build(type=EventType.MODIFIED, obj=obj, observed=observed,
-                     old=decode(previous.encoded), inferred=watch_type is None, cluster=self._cluster,
+                     old=old, inferred=watch_type is None, cluster=self._cluster,
                      managed_fields=managed, authors_before=previous.authors)
 
     def unlisted(self, namespace: str | None, listed: set[str]) -> list[dict[str, Any]]:

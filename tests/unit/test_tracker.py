@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from deploywatch import encoding, output
+from deploywatch import encoding, objects, output
 from deploywatch import state as state_file
 from deploywatch.tracker import Tracker, identity
 
@@ -401,3 +401,25 @@ def encode_line(value: Any) -> Any:
     if value is None:
         return value
     return output.encode(value) if isinstance(value, dict) else [output.encode(item) for item in value]
+
+
+def applied(raw: dict[str, Any], password: str) -> dict[str, Any]:
+    """``raw`` with a last-applied annotation that carries an env value."""
+    manifest = {'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': {'name': 'web'},
+                'spec': {'template': {'spec': {'containers': [
+                    {'name': 'app', 'env': [{'name': 'PASSWORD', 'value': password}]}]}}}}
+    raw['metadata']['annotations'] = {'kubectl.kubernetes.io/last-applied-configuration':
+                                      json.dumps(manifest) + '\n'}
+    return raw
+
+
+def test_an_unchanged_last_applied_annotation_is_redacted_once_and_reused(tracker: Tracker) -> None:
+    states = [applied(deployment(rv='1'), 'first'), applied(deployment(rv='2', replicas=2), 'first'),
+              applied(deployment(rv='3', replicas=3), 'second'), applied(deployment(rv='4'), 'second')]
+    for number, raw in enumerate(states):
+        objects._redacted_applied.cache_clear()
+        event = observe(tracker, 'MODIFIED' if number else None, raw)
+        reused = number in (1, 3)  # the annotation is the one of the state printed before
+        assert objects._redacted_applied.cache_info().misses == (0 if reused else 1)
+        assert output.encode(event['object']) == output.encode(objects.clean(raw, redact=True))
+        assert 'first' not in str(event) and 'second' not in str(event)
