@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from deploywatch import authorship, objects
-from deploywatch.encoding import STDLIB, TRAIN_AFTER, Packer, decode, encode
+from deploywatch.encoding import STDLIB, TRAIN_AFTER, Packer, decode, encode, kept, plain
 from deploywatch.events import Event, EventType, build
 
 __all__ = ['STDLIB', 'Remembered', 'Tracker', 'decode', 'encode', 'identity']  # encode/decode: tests
@@ -128,7 +128,8 @@ class Tracker:
         old: Any = None
         reuse: str | None = None
         if previous is not None and watch_type != 'DELETED':
-            old = decode(previous.encoded)
+            data = plain(previous.encoded)
+            old = kept(decode(data), data)  # carries its JSON into the line (encoding.Kept)
             if applied is not None and previous.applied == applied:
                 reuse = objects.last_applied(old)
         obj = objects.clean(raw, redact=self._redact, applied=reuse)
@@ -144,8 +145,10 @@ class Tracker:
                          cluster=self._cluster)
 
         managed = _metadata(raw).get('managedFields')
-        self._printed[key] = Remembered(version, name[0], self._packer.pack(encode(obj)),
-                                        authorship.stamps(managed), applied)
+        data = encode(obj)
+        self._printed[key] = Remembered(version, name[0], self._packer.pack(data), authorship.stamps(managed),
+                                        applied)
+        obj = kept(obj, data)
         self._names[name] = key
         self._maybe_train()
         if previous is None:
@@ -190,7 +193,8 @@ class Tracker:
         remembered = self._printed.get(key)
         if remembered is None or key in self._unconfirmed:
             return None
-        return build(type=EventType.RESYNC, obj=decode(remembered.encoded), observed=self._clock(),
+        data = plain(remembered.encoded)
+        return build(type=EventType.RESYNC, obj=kept(decode(data), data), observed=self._clock(),
                      cluster=self._cluster, slot=slot)
 
     def snapshot(self) -> dict[str, bytes]:

@@ -7,7 +7,20 @@ import orjson
 import pytest
 
 from deploywatch import authorship
-from deploywatch.encoding import PACKED, STDLIB, Packer, decode, encode, plain, tight
+from deploywatch.encoding import (
+    PACKED,
+    SPLICE,
+    STDLIB,
+    Kept,
+    Packer,
+    decode,
+    encode,
+    kept,
+    plain,
+    splice,
+    tight,
+)
+from deploywatch.tracker import Tracker
 
 OBJ: dict[str, Any] = {'metadata': {'name': 'web', 'labels': {f'l{i}': 'x' * 20 for i in range(100)}}}
 
@@ -106,3 +119,45 @@ def test_two_packers_each_read_their_own() -> None:
     data = deployments(3)[-1]
     assert plain(first.pack(data)) == plain(second.pack(data)) == data
     assert first.number != second.number
+
+
+def spliced(event: Any) -> bytes:
+    return orjson.dumps(event, option=SPLICE, default=splice)
+
+
+def test_an_event_spliced_is_byte_for_byte_the_event_encoded() -> None:
+    tracker = Tracker(redact=True, train_after=2)
+    labels = {'emoji': '🚀', 'quote': '"\\</script>', 'control': '\x01\u2028'}
+    containers = [{'name': 'app', 'env': [{'name': 'PASSWORD', 'value': 'secret'}]}]
+    raws: list[dict[str, Any]] = [
+        {'metadata': {'name': f'web-{i}', 'namespace': 'default', 'uid': f'u-{i}', 'resourceVersion': '1',
+                      'labels': labels},
+         'spec': {'replicas': 1.0 if i else 1, 'template': {'spec': {'containers': containers}}}}
+        for i in range(3)]
+    events = [tracker.observe(None, raw) for raw in raws]
+    changed = {**raws[1], 'metadata': {**raws[1]['metadata'], 'resourceVersion': '2'},
+               'status': {'replicas': 1}}
+    events.append(tracker.observe('MODIFIED', changed))
+    events.append(tracker.resync('u-2', slot=1))
+    assert all(isinstance(event['object'], Kept) for event in events if event is not None)
+    assert isinstance(events[3] and events[3]['old'], Kept)
+    for event in events:
+        assert event is not None
+        assert spliced(event) == orjson.dumps(event)
+        assert b'secret' not in spliced(event)
+
+
+class Name(str):
+    pass
+
+
+def test_splice_writes_other_subclasses_as_orjson_does_and_refuses_the_same() -> None:
+    value = {'name': Name('web'), 'kept': Kept({'a': 1}, b'{"a":1}'), 'list': [Name('x')]}
+    assert spliced(value) == orjson.dumps({'name': 'web', 'kept': {'a': 1}, 'list': ['x']})
+    with pytest.raises(TypeError):
+        spliced({'set': {1}})
+
+
+def test_what_orjson_did_not_write_is_not_spliced() -> None:
+    hostile = {'n': 2**70}
+    assert not isinstance(kept(hostile, encode(hostile)), Kept)
