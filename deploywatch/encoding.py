@@ -35,6 +35,9 @@ bytes and :func:`decode` into the object, in any thread: the state file
 it holds plain JSON lines, readable by every version. Dictionaries are therefore
 registered process-wide (:data:`_DICTIONARIES`, append-only), and each thread
 gets its own zstd contexts (one context must not be used by two threads at once).
+
+:class:`Kept` is the other half: an event's ``object``/``old`` that carries the JSON
+the tracker already holds for it, so that the line need not encode it again.
 """
 import json
 import struct
