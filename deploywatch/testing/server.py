@@ -13,10 +13,17 @@ chunked, one compact JSON event per line and per chunk. Without a
 resourceVersion (or with "0") it starts with a synthetic ADDED per existing
 object; from a version it replays the history after it, or sends one ERROR
 event with a 410 ``Status`` and ends the stream when that version is too old
-(``watch-too-old-410.json``). With ``allowWatchBookmarks`` it sends a BOOKMARK
-every ``bookmark_interval`` seconds; it ends after ``timeoutSeconds`` or, when
-none is asked for, after a random time between one and two
-``min_request_timeout`` (the apiserver's ``--min-request-timeout`` behaviour).
+(``watch-too-old-410.json``). With ``allowWatchBookmarks`` it sends BOOKMARKs as
+the apiserver's cacher does (``v1.*/watch-bookmarks-*.json``): it looks every
+``bookmark_interval`` seconds from the start of the watch (the cacher's minute),
+and once more 2 s before the watch's deadline, and sends one only when an object
+of the watched resource type has changed after the watch's resourceVersion,
+carrying the version of the last such change. That change may be in any
+namespace and match no selector of the watch; a watch of a quiet cluster gets
+none; v1.28 sends none to a watch without a resourceVersion. It ends after
+``timeoutSeconds`` or, when none is asked for, after a
+random time between one and two ``min_request_timeout`` (the apiserver's
+``--min-request-timeout`` behaviour).
 
 Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
 ones do.
@@ -48,6 +55,7 @@ Middleware = Callable[[web.Request, Any], Any]
 
 
 STALL_POLL = 0.05  # seconds between looks at a stalled watch's fault
+PRE_TIMEOUT_BOOKMARK = 2.0  # the cacher's last BOOKMARK comes this long before the watch's deadline
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=json.dumps(body, separators=(',', ':')),
@@ -199,6 +207,10 @@ class ApiServer:
         query = request.query
         selector = _selector(request)
         bookmarks = query.get('allowWatchBookmarks') in ('true', '1')
+        if not query.get('resourceVersion') and self.store.version.minor >= 28:
+            # v1.28 serves a watch without a resourceVersion from etcd, not from its cacher: no
+            # BOOKMARK ever (v1.*/watch-bookmarks-no-version.json: v1.24's cacher sends them).
+            bookmarks = False
         timeout = (float(query['timeoutSeconds']) if query.get('timeoutSeconds')
                    else random.uniform(self.min_request_timeout, 2 * self.min_request_timeout))
         since = query.get('resourceVersion') or '0'
@@ -210,10 +222,13 @@ class ApiServer:
         task = asyncio.current_task()
         if task is not None:
             self._watches.add(task)
+        start = 0
         try:
             if self.faults.take_expiration():
                 raise ApiError.expired_watch(int(since) if since.isdigit() else 0, self.store.oldest)
             events = self._initial_events(resource, namespace, selector, since)
+            # The watch's own version: a BOOKMARK needs a change after it ("0": from now on).
+            start = self.store.resource_version if since == '0' else int(since)
         except ApiError as error:
             events = [{'type': 'ERROR', 'object': error.status()}]
             timeout = 0  # the error is the whole stream
@@ -228,7 +243,7 @@ class ApiServer:
                 await sender.send(_line(event))
             if timeout:
                 await self._stream(sender, queue, resource=resource, namespace=namespace,
-                                   selector=selector, bookmarks=bookmarks, timeout=timeout)
+                                   selector=selector, bookmarks=bookmarks, timeout=timeout, start=start)
             await response.write_eof()
         except _StreamCut:
             if sender.cut_cleanly:
@@ -256,21 +271,39 @@ class ApiServer:
 
     async def _stream(self, sender: '_Sender', queue: 'asyncio.Queue[Change]', *,
                       resource: ResourceType, namespace: str | None, selector: Selector,
-                      bookmarks: bool, timeout: float) -> None:
+                      bookmarks: bool, timeout: float, start: int) -> None:
+        """
+        The watch's events, and its BOOKMARKs as kube-apiserver's cacher sends them.
+
+        The cacher looks at a watch one bookmark period after it began, then one period after
+        each look, and 2 s before its deadline; it sends a BOOKMARK with the last resourceVersion
+        it processed for the resource type (any namespace, any labels), and only when that is
+        newer than the watch's ``start`` (``v1.*/watch-bookmarks-*.json``). ``last`` is that
+        version as this stream has taken the changes off its queue, so that a BOOKMARK never
+        overtakes an event still to be sent.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        next_bookmark = loop.time() + self.bookmark_interval
+        last = self.store.last_change(resource)  # what the queue brings comes after it
+
+        def next_look(now: float) -> float | None:
+            look = min(now + self.bookmark_interval, deadline - PRE_TIMEOUT_BOOKMARK)
+            return look if bookmarks and look >= now else None
+
+        next_bookmark = next_look(loop.time())
         while (now := loop.time()) < deadline:
-            wait = min(deadline, next_bookmark if bookmarks else deadline) - now
+            wait = min(deadline, next_bookmark if next_bookmark is not None else deadline) - now
             try:
                 change = await asyncio.wait_for(queue.get(), timeout=max(wait, 0))
             except TimeoutError:
-                if bookmarks and loop.time() >= next_bookmark:
-                    version = str(self.store.resource_version)
-                    await sender.send(_line({'type': 'BOOKMARK',
-                                             'object': kinds.bookmark(resource, version)}))
-                    next_bookmark = loop.time() + self.bookmark_interval
+                if next_bookmark is not None and loop.time() >= next_bookmark:
+                    if last > start:
+                        await sender.send(_line({'type': 'BOOKMARK',
+                                                 'object': kinds.bookmark(resource, str(last))}))
+                    next_bookmark = next_look(loop.time())
                 continue
+            if change.resource is resource:
+                last = max(last, change.resource_version)
             event = _event(change, resource, namespace, selector)
             if event is not None:
                 await sender.send(_line(event))

@@ -81,6 +81,7 @@ class Store:
         self._oldest = first_resource_version  # a watch may resume from here or later
         self._compacted = first_resource_version  # etcd: an exact LIST may read from here or later
         self.resource_version = first_resource_version
+        self._last_change: dict[ResourceType, int] = {}  # per resource type, kept across compactions
         self._subscribers: list[Subscriber] = []
 
     # -- reading ---------------------------------------------------------------------------
@@ -348,7 +349,12 @@ class Store:
         self._publish(Change(self.resource_version, 'DELETED', resource, key, final, stored))
         return copy.deepcopy(final)
 
+    def last_change(self, resource: ResourceType) -> int:
+        """The resourceVersion of the last write to an object of this type (0 before any)."""
+        return self._last_change.get(resource, 0)
+
     def _publish(self, change: Change) -> None:
+        self._last_change[change.resource] = change.resource_version
         self._history.append(change)
         while len(self._history) > self._history_limit:
             self._oldest = self._history.popleft().resource_version

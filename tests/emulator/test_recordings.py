@@ -471,13 +471,15 @@ def test_watch_from_a_too_old_version_is_one_error_event(server: ServerThread, c
     assert watch.lines == [recorded_line.replace(b'(1200)', f'({oldest})'.encode())]
     assert watch.chunks == watch.lines
 
-    # The version in parentheses is the oldest one a watch may start from.
+    # The version in parentheses is the oldest one a watch may start from: it is served (a
+    # BOOKMARK would only come after a change, v1.*/watch-bookmarks-*.json, so make one).
     watch = Watch(server.url, f'{BASE}?watch=true&allowWatchBookmarks=true&resourceVersion={oldest}')
     try:
+        client.request('POST', BASE, create_body('d1'))
         watch.wait(lambda events: events != [], what='the first event')
     finally:
         watch.close()
-    assert watch.events[0]['type'] == 'BOOKMARK'
+    assert [(e['type'], e['object']['metadata']['name']) for e in watch.events[:1]] == [('ADDED', 'd1')]
     older = int(oldest) - 1
     watch = Watch(server.url, f'{BASE}?watch=true&resourceVersion={older}')
     watch.wait_for_end(timeout=1.0)
