@@ -164,7 +164,8 @@ def test_a_quiet_healthy_watch_keeps_the_probe_healthy(cluster: Cluster,
     in the namespace for longer than the bound, and the probe stays healthy throughout.
     """
     if cluster.emulated:
-        pytest.skip('the emulator sends BOOKMARKs on a timer of its own: the real server is the judge here')
+        pytest.skip('waits out Kopf\'s fixed 70 s twice: run where it is the judge, on the real servers '
+                    '(the emulator follows their BOOKMARKs: tests/emulator/test_recorded_bookmarks.py)')
     namespace = cluster.new_namespace()
     cluster.create(deployment('still', namespace=namespace))
     liveness = free_port()
