@@ -94,9 +94,8 @@ def changed_by(managed_fields: Any, *, before: bytes | None, diff: Sequence[Mapp
         if len(advanced) == 1:
             return _describe(advanced[0])
         pool = advanced or found
-    touched = [operation for operation in diff if operation.get('op') != 'remove']
-    owners = [entry for entry in pool if any(owns(entry.get('fieldsV1'), _tokens(operation.get('path')), obj)
-                                             for operation in touched)]
+    touched = [_tokens(operation.get('path')) for operation in diff if operation.get('op') != 'remove']
+    owners = [entry for entry in pool if any(owns(entry.get('fieldsV1'), tokens, obj) for tokens in touched)]
     if len(owners) == 1:
         return _describe(owners[0])
     if not owners and any(operation.get('path') == '/metadata/generation' for operation in diff):
