@@ -25,7 +25,8 @@ is slower and bigger than deploywatch's whole work.
 So for Deployments, deploywatch replaces the loop Kopf runs per watched
 namespace (``infinite_watch``, which Kopf's queueing looks up at call time),
 built from Kopf's own pieces (``fetch_objs``, ``watch_objs`` with Kopf's login
-and retries, ``streaming_block`` for peering pauses), and hands each event
+and retries, ``streaming_block`` for peering pauses; the first two as
+``deploywatch.streaming`` has them, decoding with orjson), and hands each event
 straight to ``deliver`` (the tracker and the writer) in stream order. Kopf
 still runs everything else: the CLI, credentials, namespace observation and
 globs, peering, liveness, start-up and clean-up. In this loop:
@@ -89,10 +90,10 @@ import aiohttp
 import click
 from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import errors as kopf_errors
-from kopf._cogs.clients import fetching as kopf_fetching
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._cogs.structs import references as kopf_references
 
+from deploywatch import streaming
 from deploywatch.metrics import METRICS, Watch
 from deploywatch.tracker import identity
 
@@ -131,10 +132,9 @@ LISTENING: contextvars.ContextVar[Watch | None] = contextvars.ContextVar('deploy
 
 def check() -> None:
     """Fail loudly if the installed Kopf lacks a piece this module builds on."""
-    for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'watch_objs'),
-                         (kopf_watching, 'streaming_block'), (kopf_watching, 'Bookmark'),
-                         (kopf_fetching, 'fetch_objs'), (kopf_references, 'match_namespace'),
-                         (kopf_api, 'request')]:
+    for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'streaming_block'),
+                         (kopf_watching, 'Bookmark'), (kopf_references, 'match_namespace'),
+                         (kopf_api, 'request'), *streaming.NEEDED]:
         if not hasattr(module, name):
             raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
 
@@ -314,7 +314,7 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
                     began, seen = time.monotonic(), 0
-                    async for raw in _decoded(kopf_watching.watch_objs(
+                    async for raw in _decoded(streaming.watch_objs(
                             settings=own, resource=resource, namespace=namespace, since=version,
                             operator_pause_waiter=paused)):
                         seen += 1
@@ -433,7 +433,7 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     """
     listed: set[str] = set()
     listed_at = ''
-    async for chunk, chunk_version in _decoded(kopf_fetching.fetch_objs(
+    async for chunk, chunk_version in _decoded(streaming.fetch_objs(
             settings=settings, resource=resource, namespace=namespace, logger=logger)):
         listed_at = chunk_version  # the same for every page of one listing
         METRICS.heard(watch)  # a page is the API server speaking: a long listing is not a stall
