@@ -31,6 +31,12 @@ Each line may carry a ``commit``: called once the line was written (taken by the
 pipe or the file), in stream order, never for a line that was not. That is how
 the state file learns what was printed, as opposed to what was meant to be.
 
+The thread writes all the lines waiting when it looks (up to :data:`BATCH` bytes)
+with one ``write``, each line whole: when the loop is busy, the thread gets
+the GIL back only every ``sys.getswitchinterval()`` (5 ms) after each write, so with
+one line a write, stdout fell behind a busy loop and paused the watches. Nothing
+waits to fill a batch: a line alone in the queue is written at once.
+
 When the reader goes away (``deploywatch | head -1``), the next write fails with
 ``BrokenPipeError``. That is the reader's way of saying "enough", not an error:
 the writer points fd 1 at /dev/null (so nothing, not even the interpreter's
@@ -39,19 +45,22 @@ the normal way, with SIGTERM to itself, which Kopf turns into a graceful exit 0.
 Any other failure to write (a full disk: ``ENOSPC``) is the caller's ``on_failure``.
 """
 import collections
+import io
+import itertools
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import orjson
 
 HIGH_WATER = 4 * 1024 * 1024  # bytes of unwritten lines before the watches pause
 HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
+BATCH = 1024 * 1024  # bytes of waiting lines the writer thread takes (and writes) at once, at most
 
 Commit = Callable[[], None]
 Written = Callable[[str, bool], None]  # a line of this event type (and inferred or not) was written
@@ -131,22 +140,40 @@ class LineWriter:
         Write one line whole and flush it; False if the reader is gone (now or before).
         Other errors (``OSError``: a full disk) are raised: the line was not written.
         """
+        try:
+            return self.emit_many((data,)) == 1
+        except Unwritten as failure:
+            raise failure.error from None
+
+    def emit_many(self, lines: Sequence[bytes]) -> int:
+        """
+        Write lines, each whole, in order, with as few writes as the stream allows, and
+        flush; how many were written whole (fewer than all: the reader is gone). Other
+        errors raise :class:`Unwritten`, which says how many were written before.
+        """
         if self.reader_gone:
-            return False
+            return 0
+        data = lines[0] if len(lines) == 1 else b''.join(lines)
+        done = 0  # bytes the file took; a buffered stream's write only says what its buffer took
+        exact = isinstance(self._stream, io.RawIOBase)
         began = time.perf_counter()
         try:
             view = memoryview(data)
-            while view:  # an unbuffered stream may take a line in parts
-                view = view[self._stream.write(view) or 0:]
+            while view:  # an unbuffered stream may take the bytes in parts
+                taken = self._stream.write(view) or 0
+                done += taken
+                view = view[taken:]
             self._stream.flush()
         except BrokenPipeError:
             self.reader_gone = True
             self._silence()
             self._on_reader_gone()
-            return False
+            return _whole(lines, done if exact else 0)
+        except OSError as error:
+            raise Unwritten(error, _whole(lines, done if exact else 0)) from error
         finally:
             self.blocked += time.perf_counter() - began
-        return True
+        return len(lines)
 
     def _silence(self) -> None:
         try:
@@ -156,6 +183,19 @@ class LineWriter:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, fileno)
         os.close(devnull)
+
+
+class Unwritten(Exception):
+    """Writing failed (``error``) after ``written`` lines were written whole."""
+
+    def __init__(self, error: OSError, written: int) -> None:
+        super().__init__(error, written)
+        self.error, self.written = error, written
+
+
+def _whole(lines: Sequence[bytes], done: int) -> int:
+    """How many of ``lines`` the first ``done`` bytes of their concatenation hold whole."""
+    return sum(1 for end in itertools.accumulate(map(len, lines)) if end <= done)
 
 
 def _nothing(*_: Any) -> None:
@@ -190,7 +230,7 @@ class Spool:
         self._queue: collections.deque[tuple[bytes, Commit | None, int, str, bool]] = collections.deque()
         self._changed = threading.Condition()
         self._pending = 0  # bytes in the queue
-        self._writing = False  # a line taken from the queue is being written
+        self._writing = 0  # lines taken from the queue and being written
         self._over = False  # on_pressure(True) was the last call
         self._suspended = False
         self._closed = False
@@ -233,7 +273,8 @@ class Spool:
             self.peak = max(self.peak, self._pending)
             if not self._over and self._pending > self._high:
                 self._over = pressure = True
-            self._changed.notify_all()
+            if len(self._queue) == 1:  # the thread waits only for an empty queue to fill
+                self._changed.notify_all()
             if self._pending > self._hard:
                 self.waits += 1
                 self._changed.wait_for(lambda: self._pending <= self._hard or self.stopped
@@ -283,40 +324,53 @@ class Spool:
             return True
         return False
 
+    def _take(self) -> list[tuple[bytes, Commit | None, int, str, bool]]:
+        """The lines waiting now, the first always, the others up to :data:`BATCH` bytes."""
+        taken = [self._queue.popleft()]
+        size = len(taken[0][0])
+        while self._queue and size + len(self._queue[0][0]) <= BATCH:
+            size += len(self._queue[0][0])
+            taken.append(self._queue.popleft())
+        return taken
+
     def _run(self) -> None:
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: bool(self._queue) or self._closed)
                 if not self._queue:
                     return
-                data, commit, size, kind, inferred = self._queue.popleft()
-                self._pending -= size
-                self._writing = True
+                batch = self._take()
+                self._pending -= sum(size for _, _, size, _, _ in batch)
+                self._writing = sum(1 for data, *_ in batch if data)
                 released = self._release()
                 self._changed.notify_all()
             if released:
                 self._on_pressure(False)
+            failure: OSError | None = None
             try:
-                written = not data or self._writer.emit(data)
-            except OSError as error:
-                self._stop()
-                self._on_failure(error)
-                return
+                written = self._writer.emit_many([data for data, *_ in batch])
+            except Unwritten as unwritten:
+                failure, written = unwritten.error, unwritten.written
             with self._changed:
-                self._writing = False
+                self._writing = 0
                 self._changed.notify_all()
-            if not written:  # the reader is gone: the process is stopping
+            for data, commit, _, kind, inferred in batch[:written]:
+                if data:
+                    self._on_written(kind, inferred)
+                if commit is not None:
+                    commit()
+            if failure is not None:
+                self._stop()
+                self._on_failure(failure)
+                return
+            if written < len(batch):  # the reader is gone: the process is stopping
                 self._stop()
                 return
-            if data:
-                self._on_written(kind, inferred)
-            if commit is not None:
-                commit()
 
     def _stop(self) -> None:
         with self._changed:
             self.stopped = True
-            self._writing = False
+            self._writing = 0
             self._drop()
             released = self._release()
             self._changed.notify_all()

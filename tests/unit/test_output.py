@@ -7,7 +7,7 @@ import pathlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pytest
 
@@ -232,9 +232,10 @@ def test_spool_suspended_drops_what_waits_and_commits_none_of_it() -> None:
     stream = StuckStream()
     committed: list[int] = []
     spool = _spool(stream)
-    for number in range(5):
-        spool.write({'n': number}, functools.partial(committed.append, number))
+    spool.write({'n': 0}, functools.partial(committed.append, 0))
     time.sleep(0.05)  # the first line is taken, and waits for the reader
+    for number in range(1, 5):
+        spool.write({'n': number}, functools.partial(committed.append, number))
     assert spool.suspend() == 4
     spool.write({'n': 5}, functools.partial(committed.append, 5))  # while suspended: dropped too
     stream.go.set()
@@ -275,3 +276,75 @@ def test_spool_closed_with_a_stuck_reader_says_how_many_lines_were_left() -> Non
         spool.write({'n': number})
     assert spool.close(0.1) == 4  # three waiting, one in flight
     stream.go.set()
+
+
+class RawStream(io.RawIOBase):
+    """A raw file (its write says what it took): ``limit`` bytes a write at most, failing past ``fail_at``."""
+
+    def __init__(self, *, limit: int = 1 << 30, fail_at: int | None = None) -> None:
+        super().__init__()
+        self.data = bytearray()
+        self.writes = 0
+        self.limit, self.fail_at = limit, fail_at
+        self.go = threading.Event()
+        self.go.set()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any, /) -> int:
+        self.go.wait(10)
+        self.writes += 1
+        if self.fail_at is not None and len(self.data) >= self.fail_at:
+            raise OSError(28, 'No space left on device')
+        taken = bytes(data[:self.limit])
+        self.data += taken
+        return len(taken)
+
+
+def test_spool_writes_the_lines_waiting_together_each_whole_and_commits_each_in_order() -> None:
+    stream = RawStream()
+    stream.go.clear()
+    committed: list[int] = []
+    written: list[tuple[str, bool]] = []
+    spool = Spool(LineWriter(cast(BinaryIO, stream), on_reader_gone=lambda: None),
+                  on_written=lambda kind, inferred: written.append((kind, inferred)))
+    spool.write({'type': 'ADDED', 'n': 0}, functools.partial(committed.append, 0))
+    time.sleep(0.05)  # the first is taken alone and waits for the reader; the others queue meanwhile
+    for number in range(1, 6):
+        spool.write({'type': 'MODIFIED', 'n': number, 'inferred': number == 5},
+                    functools.partial(committed.append, number))
+    stream.go.set()
+    assert spool.close(5) == 0
+    assert stream.writes == 2  # the one taken first, then the five that waited, in one write
+    assert [json.loads(line)['n'] for line in bytes(stream.data).splitlines()] == [0, 1, 2, 3, 4, 5]
+    assert committed == [0, 1, 2, 3, 4, 5]
+    assert written == [('ADDED', False), *[('MODIFIED', False)] * 4, ('MODIFIED', True)]
+
+
+def test_spool_failing_within_a_batch_commits_only_the_lines_written_whole() -> None:
+    lines = [encode({'n': number, 'pad': 'x' * 50}) for number in range(6)]
+    stream = RawStream(limit=len(lines[0]) * 2 + 10, fail_at=len(lines[0]) * 2 + 10)  # 2 lines and a bit
+    stream.go.clear()
+    failures: list[OSError] = []
+    committed: list[int] = []
+    spool = _spool(cast(BinaryIO, stream), on_failure=failures.append)
+    for number in range(6):
+        spool.write({'n': number, 'pad': 'x' * 50}, functools.partial(committed.append, number))
+    stream.go.set()
+    spool.close(5)
+    assert [error.errno for error in failures] == [28] and spool.stopped
+    whole, cut = bytes(stream.data).rsplit(b'\n', 1)
+    assert cut  # a line was cut by the failure
+    assert committed == list(range(whole.count(b'\n') + 1))  # the lines before it, not it, none after
+
+
+def test_spool_writes_a_lone_line_at_once() -> None:
+    stream = CountingStream()
+    spool = _spool(stream)
+    spool.write({'n': 1})
+    deadline = time.monotonic() + 5
+    while not stream.flushed and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert stream.flushed == [b'{"n":1}\n']  # nothing waits for company
+    spool.close(5)
