@@ -21,8 +21,14 @@ install: $(STAMP) ## Create .venv and install deploywatch with its dev tools
 demo: $(STAMP) ## Run deploywatch against a local emulated API server and play a scenario
 	$(BIN)/python -m deploywatch.testing.demo
 
-test: lint typecheck ## Lint, type-check and run every test (real clusters too if DEPLOYWATCH_E2E_KUBECONFIG is set)
-	$(BIN)/pytest
+# pytest-xdist workers for make test: most tests wait on processes, not on the CPU, so more
+# than the cores; 0 runs them in one process. Against a real cluster (DEPLOYWATCH_E2E_KUBECONFIG)
+# the suite stays in one process: some scenarios restart or freeze its kube-apiserver.
+TEST_WORKERS ?= 4
+XDIST := $(if $(DEPLOYWATCH_E2E_KUBECONFIG),,-n $(TEST_WORKERS) --dist worksteal)
+
+test: lint typecheck ## Lint, type-check and run every test, TEST_WORKERS at once (real clusters too, one at a time, if DEPLOYWATCH_E2E_KUBECONFIG is set)
+	$(BIN)/pytest $(XDIST)
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check deploywatch operator tests bench

@@ -11,15 +11,17 @@ exactly the items that meet a real cluster.
 import os
 import pathlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from deploywatch.testing import ApiServer, ServerThread, User
+from tests.deploy import conftest as deploy_conftest
 from tests.harness.clusters import EMULATED_OPERATORS, Cluster, EmulatedCluster
 from tests.harness.operator import OperatorProcess
 from tests.harness.rbac import rules_from_manifest
 from tests.harness.realk8s import ControlPlane
-from tests.harness.reporting import FIGURES, SOAK_FIGURES
+from tests.harness.reporting import FIGURES, SOAK_FIGURES, Carried, receive, send
 
 E2E_KUBECONFIG = 'DEPLOYWATCH_E2E_KUBECONFIG'
 OPERATOR_TOKEN = EMULATED_OPERATORS['plain'][1]
@@ -98,8 +100,27 @@ def start_operator(operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) ->
         process.stop()
 
 
+# Every stash list a summary hook prints, by a name unique among them: carried from the xdist
+# workers to the controller (tests/harness/reporting.py), where the summary is written.
+CARRIED_FIGURES: Carried = {'soak': SOAK_FIGURES, 'figures': FIGURES, 'deploy': deploy_conftest.FIGURES}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    send(session.config, CARRIED_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's hook, on the controller, as each worker ends (absent without xdist: optional)."""
+    receive(node.config, getattr(node, 'workeroutput', {}), CARRIED_FIGURES)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The soak's figures, in the summary where CI logs and closing notes can quote them."""
+    if not config.pluginmanager.is_registered(deploy_conftest):
+        # An xdist controller collects nothing, so never loads tests/deploy/conftest.py: its
+        # figures (carried here from the workers) are printed by its hook, called from here.
+        deploy_conftest.pytest_terminal_summary(terminalreporter, config)
     for figures in config.stash.get(SOAK_FIGURES, []):
         terminalreporter.write_line('soak: ' + ', '.join(f'{key} {value}' for key, value in figures.items()))
     for line in config.stash.get(FIGURES, []):
