@@ -167,13 +167,14 @@ def test_a_quiet_healthy_watch_keeps_the_probe_healthy(cluster: Cluster,
         pytest.skip('waits out Kopf\'s fixed 70 s twice: run where it is the judge, on the real servers '
                     '(the emulator follows their BOOKMARKs: tests/emulator/test_recorded_bookmarks.py)')
     namespace = cluster.new_namespace()
-    cluster.create(deployment('still', namespace=namespace))
+    cluster.create(deployment('still', namespace=namespace, replicas=0))  # no pods: a short rollout
     liveness = free_port()
     operator = start_operator(f'--namespace={namespace}', f'--liveness=http://127.0.0.1:{liveness}/healthz',
                               env={'DEPLOYWATCH_STALL_SECONDS': str(QUIET_STALL),
                                    'DEPLOYWATCH_RESYNC_SECONDS': '0'})
     operator.wait_for(lambda e: e['name'] == 'still' and e['summary']['rollout']['status'] == 'Complete',
-                      what='the rollout complete: the controller has nothing more to write')
+                      what='the rollout complete: the controller has nothing more to write',
+                      timeout=90)  # a controller-manager busy with earlier scenarios' namespaces
     eventually(lambda: healthz(liveness)[0] == 200, what='/healthz answering 200 once the watch is live')
     time.sleep(2)  # the controller's last status write, if any, lands before the quiet starts
     quiet_from = len(operator.events)
