@@ -165,7 +165,7 @@ class StuckStream(io.BytesIO):
         self.error = error
 
     def write(self, data: Any, /) -> int:
-        self.go.wait(10)
+        self.go.wait(60)  # a bound that turns a bug into a failure, not a pause of a loaded machine
         if self.error is not None:
             raise self.error
         return super().write(data)
@@ -293,7 +293,7 @@ class RawStream(io.RawIOBase):
         return True
 
     def write(self, data: Any, /) -> int:
-        self.go.wait(10)
+        self.go.wait(60)  # a bound that turns a bug into a failure, not a pause of a loaded machine
         self.writes += 1
         if self.fail_at is not None and len(self.data) >= self.fail_at:
             raise OSError(28, 'No space left on device')
