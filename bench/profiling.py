@@ -48,6 +48,7 @@ STAGES = (
     ('deploywatch/events.py', '', 'deploywatch: event build, other (events.build)'),
     ('deploywatch/tracker.py', '', 'deploywatch: tracker, other (Tracker.observe, its memory)'),
     ('deploywatch/handlers.py', '', 'deploywatch: handler / delivery, other'),
+    ('deploywatch/streaming.py', '', 'deploywatch: reading LIST and WATCH responses (streaming, orjson)'),
     ('deploywatch/watching.py', '', 'deploywatch: watch loop (watching.supervise)'),
     ('kopf/_cogs/clients/', '', 'Kopf: API client (read watch stream, json.loads)'),
     ('kopf/_core/reactor/queueing.py', '', 'Kopf: queueing (multiplexing to per-object workers)'),
