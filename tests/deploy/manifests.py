@@ -50,6 +50,20 @@ def build(shape: str) -> list[Obj]:
     return copy.deepcopy(list(_build(SHAPES[shape])))
 
 
+def build_example(kustomization: str, workdir: pathlib.Path) -> list[Obj]:
+    """
+    A documented kustomization, built as a user's would be: in a folder of its own beside
+    ``manifests/`` (it refers to ``../manifests/...``), with the real ``kubectl kustomize``.
+    """
+    (workdir / 'manifests').symlink_to(MANIFESTS)
+    (workdir / 'my-deploywatch').mkdir()
+    (workdir / 'my-deploywatch' / 'kustomization.yaml').write_text(kustomization)
+    result = subprocess.run([str(kubectl()), 'kustomize', str(workdir / 'my-deploywatch')],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
 def one(docs: list[Obj], kind: str, name: str | None = None) -> Obj:
     found = [doc for doc in docs if doc['kind'] == kind and (name is None or doc['metadata']['name'] == name)]
     assert len(found) == 1, f'expected one {kind} {name or ""}, found {len(found)}'

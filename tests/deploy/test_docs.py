@@ -51,13 +51,7 @@ def test_every_manifests_path_in_the_docs_exists_and_builds() -> None:
 
 def test_the_image_overlay_example_points_at_the_registry(tmp_path: pathlib.Path) -> None:
     (example,) = re.findall(r'```yaml\n(.*?)```', _text(), flags=re.DOTALL)
-    (tmp_path / 'manifests').symlink_to(manifests.MANIFESTS)  # the example sits beside manifests/
-    (tmp_path / 'my-deploywatch').mkdir()
-    (tmp_path / 'my-deploywatch' / 'kustomization.yaml').write_text(example)
-    result = subprocess.run([str(manifests.kubectl()), 'kustomize', str(tmp_path / 'my-deploywatch')],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    docs = manifests.build_example(example, tmp_path)
     assert manifests.container(docs)['image'] == 'registry.example.org/deploywatch:0.1.0'
 
 

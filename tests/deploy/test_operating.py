@@ -12,7 +12,6 @@ docs/operating.md is tested: its YAML is what it claims to be, its metrics are d
 """
 import pathlib
 import re
-import subprocess
 from typing import Any
 
 import jsonschema
@@ -114,13 +113,7 @@ def test_the_table_lists_exactly_what_deploywatch_serves() -> None:
 
 def test_the_overlay_example_builds_and_labels_a_valid_servicemonitor(tmp_path: pathlib.Path) -> None:
     (example,) = [block for block in _blocks('yaml') if 'kind: Kustomization' in block]
-    (tmp_path / 'manifests').symlink_to(manifests.MANIFESTS)  # the example sits beside manifests/
-    (tmp_path / 'my-deploywatch').mkdir()
-    (tmp_path / 'my-deploywatch' / 'kustomization.yaml').write_text(example)
-    result = subprocess.run([str(manifests.kubectl()), 'kustomize', str(tmp_path / 'my-deploywatch')],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    docs = manifests.build_example(example, tmp_path)
     monitor = manifests.one(docs, 'ServiceMonitor', 'deploywatch')
     assert monitor['metadata']['labels']['release'] == 'monitoring'
     schemas.validate(monitor, _crd('ServiceMonitor'))
