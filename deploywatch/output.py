@@ -58,6 +58,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from deploywatch import encoding
+
 HIGH_WATER = 4 * 1024 * 1024  # bytes of unwritten lines before the watches pause
 HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
 BATCH = 1024 * 1024  # bytes of waiting lines the writer thread takes (and writes) at once, at most
@@ -66,17 +68,22 @@ Commit = Callable[[], None]
 Written = Callable[[str, bool], None]  # a line of this event type (and inferred or not) was written
 
 
+LINE_OPTIONS = orjson.OPT_APPEND_NEWLINE | encoding.SPLICE
+
+
 def encode(event: Mapping[str, Any]) -> bytes:
     """
     One line of UTF-8 JSON, by orjson (the line is built for every event: speed matters).
 
-    Non-ASCII text stays readable (labels with accents or emoji). What orjson
-    refuses goes through the standard library: integers beyond 64 bits, and lone
-    surrogates, which JSON from the API may carry as escapes but UTF-8 cannot:
-    ``backslashreplace`` writes them back as the same ``\\udXXX`` JSON escape.
+    ``object`` and ``old`` are spliced in as the JSON the tracker already has for them
+    (``encoding.Kept``) rather than encoded a second time. Non-ASCII text stays readable
+    (labels with accents or emoji). What orjson refuses goes through the standard
+    library: integers beyond 64 bits, and lone surrogates, which JSON from the API may
+    carry as escapes but UTF-8 cannot: ``backslashreplace`` writes them back as the
+    same ``\\udXXX`` JSON escape.
     """
     try:
-        return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(event, option=LINE_OPTIONS, default=encoding.splice)
     except TypeError:  # orjson.JSONEncodeError is one
         text = json.dumps(event, ensure_ascii=False, separators=(',', ':'))
         return text.encode('utf-8', errors='backslashreplace') + b'\n'
