@@ -31,10 +31,11 @@ Each line may carry a ``commit``: called once the line was written (taken by the
 pipe or the file), in stream order, never for a line that was not. That is how
 the state file learns what was printed, as opposed to what was meant to be.
 
-The thread writes all the lines waiting when it looks (up to :data:`BATCH` bytes)
-with one ``write``, each line whole: when the loop is busy, the thread gets
-the GIL back only every ``sys.getswitchinterval()`` (5 ms) after each write, so with
-one line a write, stdout fell behind a busy loop and paused the watches. Nothing
+The thread writes all the lines waiting when it looks (up to :data:`BATCH` bytes,
+and to a pipe no more than it has free: :meth:`LineWriter.room`) with one ``write``,
+each line whole: when the loop is busy, the thread gets the GIL back only every
+``sys.getswitchinterval()`` (5 ms) after each write, so with one line a write, stdout
+fell behind a busy loop and paused the watches. Nothing
 waits to fill a batch: a line alone in the queue is written at once.
 
 When the reader goes away (``deploywatch | head -1``), the next write fails with
@@ -45,12 +46,16 @@ the normal way, with SIGTERM to itself, which Kopf turns into a graceful exit 0.
 Any other failure to write (a full disk: ``ENOSPC``) is the caller's ``on_failure``.
 """
 import collections
+import fcntl
 import io
 import itertools
 import json
 import os
 import signal
+import stat
+import struct
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -131,6 +136,24 @@ class LineWriter:
         self._on_reader_gone = on_reader_gone
         self.reader_gone = False
         self.blocked = 0.0  # seconds spent in write and flush: how long the reader kept us waiting
+        self._pipe = _pipe_size(self._stream)
+
+    def room(self) -> int:
+        """
+        How many bytes of lines one write may carry now: what a pipe has free (at least one
+        line is always written), else :data:`BATCH`. A pipe's reader that is behind thus
+        gets one line per write, as before batching, and a write that blocks holds one
+        line, not a batch: when this replica stops printing (peering), at most what the
+        pipe holds and that line still reach the reader late.
+        """
+        if self._pipe is None:
+            return BATCH
+        try:
+            asked = fcntl.ioctl(self._stream.fileno(), termios.FIONREAD, b'\0' * 4)
+            unread: int = struct.unpack('i', asked)[0]
+        except (OSError, ValueError):
+            return BATCH
+        return max(0, min(BATCH, self._pipe - unread))
 
     def write(self, event: dict[str, Any]) -> None:
         data = self.line(event)
@@ -198,6 +221,17 @@ class Unwritten(Exception):
     def __init__(self, error: OSError, written: int) -> None:
         super().__init__(error, written)
         self.error, self.written = error, written
+
+
+def _pipe_size(stream: BinaryIO) -> int | None:
+    """The capacity of the pipe ``stream`` writes to (Linux's F_GETPIPE_SZ); None if not a pipe."""
+    try:
+        fileno = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fileno).st_mode):
+            return None
+        return int(fcntl.fcntl(fileno, getattr(fcntl, 'F_GETPIPE_SZ', 1032)))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def _whole(lines: Sequence[bytes], done: int) -> int:
@@ -332,10 +366,11 @@ class Spool:
         return False
 
     def _take(self) -> list[tuple[bytes, Commit | None, int, str, bool]]:
-        """The lines waiting now, the first always, the others up to :data:`BATCH` bytes."""
+        """The lines waiting now, the first always, the others up to what the writer has room for."""
+        limit = self._writer.room()
         taken = [self._queue.popleft()]
         size = len(taken[0][0])
-        while self._queue and size + len(self._queue[0][0]) <= BATCH:
+        while self._queue and size + len(self._queue[0][0]) <= limit:
             size += len(self._queue[0][0])
             taken.append(self._queue.popleft())
         return taken
