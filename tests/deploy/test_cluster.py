@@ -45,6 +45,7 @@ from tests.deploy.containers import Replica, named
 from tests.deploy.rbac import Access, granted
 from tests.harness import identity
 from tests.harness.clusters import Cluster
+from tests.harness.operator import eventually
 
 IMAGE = dockerfile.parse(manifests.REPO / 'Dockerfile')
 VENV = pathlib.Path(sys.executable).parent.parent
@@ -149,6 +150,12 @@ def test_in_a_real_cluster_deploywatch_works_with_exactly_the_manifests_rbac(
         admin.kubectl('delete', '-f', '-', '--ignore-not-found', '--wait=false', stdin=rbac)
 
 
+def _established(admin: Admin, crd: str) -> bool:
+    status = json.loads(admin.kubectl('get', 'crd', crd, '-o', 'json').stdout).get('status', {})
+    conditions = status.get('conditions') or []
+    return any(c.get('type') == 'Established' and c.get('status') == 'True' for c in conditions)
+
+
 def test_in_a_real_cluster_the_api_server_accepts_the_prometheus_operator_overlay(admin: Admin) -> None:
     docs = manifests.build('prometheus-operator')
     namespace = manifests.one(docs, 'Namespace', manifests.SERVICE_ACCOUNT[0])
@@ -165,7 +172,9 @@ def test_in_a_real_cluster_the_api_server_accepts_the_prometheus_operator_overla
     try:
         if installed_crd:
             admin.kubectl('create', '-f', str(schemas.CRDS / 'monitoring.coreos.com_servicemonitors.yaml'))
-            admin.kubectl('wait', '--for=condition=Established', f'crd/{crd_name}', '--timeout=60s')
+            # Not `kubectl wait --for=condition=Established`: right after the create, v1.28 has
+            # no status.conditions yet, and kubectl wait fails on that instead of waiting (seen in CI).
+            eventually(lambda: _established(admin, crd_name), what=f'crd/{crd_name} Established', timeout=60)
         admin.kubectl('apply', '-f', '-', stdin=yaml.safe_dump(namespace))
         dry_run = admin.kubectl('apply', '--dry-run=server', '--validate=strict', '-k',
                                 str(manifests.SHAPES['prometheus-operator']))
