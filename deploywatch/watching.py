@@ -368,6 +368,7 @@ def _count(code: object, reason: str) -> None:
     METRICS.api_errors[str(code)] += 1
     METRICS.restarts[reason] += 1
 
+
 def _needs_relist(code: object, status: object) -> bool:
     """
     Whether the watch cannot resume from its resourceVersion: 410 Gone (the history
@@ -436,8 +437,7 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     async for chunk, chunk_version in _decoded(streaming.fetch_objs(
             settings=settings, resource=resource, namespace=namespace, logger=logger)):
         listed_at = chunk_version  # the same for every page of one listing
-        METRICS.heard(watch)  # a page is the API server speaking: a long listing is not a stall
-        METRICS.listed += len(chunk)
+        METRICS.listed += len(chunk)  # each page's answer was heard (_noting_answers): no stall
         for obj in chunk:
             listed.add(identity(obj))
             for gone in replaced(obj):
