@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from deploywatch import authorship, diffing, ids, objects, rollout
+from deploywatch.encoding import Kept
 
 SCHEMA_VERSION = 'deploywatch/v1'
 
@@ -81,7 +82,8 @@ def build(
     if inferred and type in (EventType.MODIFIED, EventType.DELETED):
         event['inferred'] = True
     event['summary'] = {**objects.summarize(obj), 'rollout': rollout.rollout(obj)}
-    changes = diffing.diff(old, obj) if type is EventType.MODIFIED else None
+    encoded = obj.json if isinstance(obj, Kept) else None  # what the fast diff checks itself against
+    changes = diffing.diff(old, obj, encoded=encoded) if type is EventType.MODIFIED else None
     if type in (EventType.ADDED, EventType.MODIFIED):
         event['changedBy'] = authorship.changed_by(managed_fields, before=authors_before, diff=changes,
                                                    obj=obj)

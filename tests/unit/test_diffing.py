@@ -4,9 +4,11 @@ import json
 from typing import Any
 
 import jsonpatch
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deploywatch import diffing
 from deploywatch.diffing import diff, escape
 
 
@@ -185,3 +187,54 @@ def test_property_operations_are_the_three_readable_kinds_and_never_touch_ignore
         assert operation['op'] in {'add', 'remove', 'replace'}
         assert ('value' in operation) == (operation['op'] != 'remove')
         assert operation['path'] not in {'/metadata/resourceVersion', '/metadata/managedFields'}
+
+
+# Property: the fast walk (``==`` decides, checked by encoding) gives what the strict walk does,
+# on pairs of documents that share most of their subtrees, as two states of one object do.
+
+def _variant(value: Any, data: st.DataObject, *, top: bool = False) -> Any:
+    """``value`` with some of its parts changed: a twin that ``==`` may not tell apart, a new
+    value, a key removed or added, keys reordered; most parts left as they are."""
+    choices = ['same'] * 4 + ['twin'] * 3 + ['other', 'deeper']
+    choice = 'deeper' if top else data.draw(st.sampled_from(choices))
+    if choice == 'same':
+        return copy.deepcopy(value)
+    if choice == 'twin':
+        if isinstance(value, bool):
+            return data.draw(st.sampled_from([int(value), float(value)]))
+        if isinstance(value, int):
+            return data.draw(st.sampled_from([float(value), *([bool(value)] if value in (0, 1) else [])]))
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict) and len(value) > 1:
+            return dict(reversed(list(copy.deepcopy(value).items())))
+        return copy.deepcopy(value)
+    if choice == 'other':
+        return data.draw(VALUES)
+    if isinstance(value, dict):
+        changed = {key: _variant(child, data) for key, child in value.items()
+                   if not data.draw(st.booleans()) or len(value) < 2}
+        if data.draw(st.booleans()):
+            changed[data.draw(KEYS)] = data.draw(VALUES)
+        return changed
+    if isinstance(value, list):
+        return [_variant(item, data) for item in value]
+    return copy.deepcopy(value)
+
+
+@settings(max_examples=1000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(old=DOCUMENTS, data=st.data())
+def test_property_the_fast_walk_gives_the_strict_walks_operations(old: dict[str, Any],
+                                                                    data: st.DataObject) -> None:
+    new = _variant(old, data, top=True)
+    strict: list[dict[str, Any]] = []
+    diffing._strict(old, new, '', strict)
+    assert diff(old, new) == strict
+    assert diff(old, new, encoded=orjson.dumps(new)) == strict
+
+
+def test_a_type_change_deep_inside_an_equal_looking_map_is_found_by_the_fast_walk() -> None:
+    old = {'spec': {'a': {'b': [1, {'c': 0}]}, 'd': 'x'}}
+    new = {'spec': {'a': {'b': [1, {'c': False}]}, 'd': 'y'}}
+    assert diff(old, new) == [{'op': 'replace', 'path': '/spec/a/b/1/c', 'value': False},
+                              {'op': 'replace', 'path': '/spec/d', 'value': 'y'}]
