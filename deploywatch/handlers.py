@@ -142,7 +142,7 @@ DRAIN_SECONDS = 3.0  # at shutdown, how long the lines still waiting may take to
 SETTINGS = settings_module.load_or_exit(os.environ)
 check_credentials_or_exit(os.environ)
 RESTORED = state.load_or_exit(SETTINGS.state_file) if SETTINGS.state_file is not None else None
-TRACKER = Tracker(redact=SETTINGS.redact, cluster=SETTINGS.cluster)
+TRACKER = Tracker(redact=SETTINGS.redact, cluster=SETTINGS.cluster, train_in_background=True)
 LEDGER = state.Ledger()  # what was written: the state file's content
 SAVER = state.Saver(SETTINGS.state_file, LEDGER) if SETTINGS.state_file is not None else None
 _background: set[asyncio.Task[None]] = set()

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from deploywatch import encoding
+
 REDACTED = '<redacted>'
 LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'
 CONTAINER_LISTS = ('initContainers', 'containers', 'ephemeralContainers')
@@ -103,9 +105,9 @@ def _redacted_applied(value: str) -> str:
     Cached: the annotation changes only when someone applies again, but arrives with every
     status write of the controller, and parsing it was a fifth of an event's whole cost.
     """
-    try:
-        manifest = orjson.loads(value)
-    except orjson.JSONDecodeError:
+    try:  # exactly (encoding.loads): an integer beyond 64 bits must not come back as a float
+        manifest = encoding.loads(value.encode())
+    except ValueError:  # not JSON; or a lone surrogate, which UTF-8 cannot carry
         return REDACTED
     if not isinstance(manifest, dict):
         return REDACTED
@@ -113,7 +115,11 @@ def _redacted_applied(value: str) -> str:
         return value
     redacted = clean(manifest, redact=True)
     ending = '\n' if value.endswith('\n') else ''  # kubectl ends it with one
-    return json.dumps(redacted, separators=(',', ':'), ensure_ascii=False) + ending
+    try:  # orjson writes what json.dumps(..., separators=(',', ':'), ensure_ascii=False) does, 10x faster
+        text = orjson.dumps(redacted).decode()
+    except TypeError:  # lone surrogates, integers beyond 64 bits: orjson refuses, the standard library writes
+        text = json.dumps(redacted, separators=(',', ':'), ensure_ascii=False)
+    return text + ending
 
 
 def _has_values(container: Mapping[str, Any]) -> bool:

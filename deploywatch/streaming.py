@@ -5,9 +5,9 @@ The LIST and WATCH requests of deploywatch's loop: Kopf's requests, decoded by o
 ``watch_objs``. Both decode with the standard library (``json.loads`` of each
 watch line, aiohttp's ``response.json()`` of each LIST page), and that decoding
 was the largest single cost outside the tracker: for the bench's 5.8 KB
-Deployment, 108 us a watch line with ``json.loads``, 42 us with :func:`loads`; a
+Deployment, 108 us a watch line with ``json.loads``, 42 us with ``encoding.loads``; a
 LIST page of 500, 652 ms (median, with Kopf's heap) against 192 ms with
-:func:`loads` and the collector held off (on this project's 2-core machine, under
+:func:`encoding.loads` and the collector held off (on this project's 2-core machine, under
 other load). So this module has the two functions with the same signatures,
 doing what Kopf's do, except for the decoding:
 
@@ -24,7 +24,7 @@ doing what Kopf's do, except for the decoding:
   a line still reaches the decoder without its newline and fails to decode, which
   ``deploywatch.watching`` turns into ``OddStream`` (a ``ValueError``, as before);
 * what orjson refuses, or would decode differently, is decoded by ``json.loads``
-  as before (see :func:`loads`), so every document decodes to what it did:
+  as before (see ``encoding.loads``), so every document decodes to what it did:
   integers beyond 64 bits (which orjson makes floats), lone surrogate escapes
   (``"\\ud800"``: JSON allows them, UTF-8 cannot hold them), ``NaN``, ``1e400``.
   A line that neither decodes raises the standard library's error, as Kopf's did.
@@ -33,39 +33,18 @@ These are private Kopf APIs; ``deploywatch.watching.check`` verifies them at sta
 """
 import asyncio
 import gc
-import json
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, cast
 
 import aiohttp
-import orjson
 from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import watching as kopf_watching
+
+from deploywatch.encoding import loads
 
 NEEDED = ((kopf_api, 'request'), (kopf_api, 'iter_jsonlines'), (kopf_watching, 'logger'))
 
 
-DIGITS = bytes(ord('0') if ord('0') <= byte <= ord('9') else ord('.') for byte in range(256))
-LONG_NUMBER = b'0' * 19  # with DIGITS: a run of 19 digits or more
-
-
-def loads(data: bytes) -> Any:
-    """
-    One JSON document (UTF-8 bytes), by orjson; by the standard library when orjson
-    would refuse it or decode it differently.
-
-    orjson turns an integer beyond 64 bits into a float without a word
-    (``-9223372036854775809``, ``18446744073709551616``), and such a number has 19
-    digits or more: a document with a run of 19 digits anywhere (in a string too)
-    goes to ``json.loads``. Looking costs ``bytes.translate`` and a substring search
-    in C, about 8 us for a 5.8 KB Deployment, against 25 us for orjson to decode it.
-    """
-    if LONG_NUMBER not in data.translate(DIGITS):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data.decode('utf-8'))
 
 
 def _without_collections(decode: Callable[[bytes], Any], data: bytes) -> Any:

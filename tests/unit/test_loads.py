@@ -1,9 +1,9 @@
-"""streaming.loads: orjson's speed, the standard library's answers (what decoded before still does)."""
+"""encoding.loads (deploywatch.streaming decodes with it): orjson's speed, the standard library's answers."""
 import json
 
 import pytest
 
-from deploywatch.streaming import loads
+from deploywatch.encoding import loads
 
 LINE = (b'{"type":"MODIFIED","object":{"metadata":{"name":"web",'
         b'"labels":{"team":"caf\xc3\xa9 \xf0\x9f\x9a\x80"}},"spec":{"replicas":3}}}')

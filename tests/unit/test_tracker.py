@@ -2,6 +2,7 @@
 import copy
 import datetime
 import json
+import time
 from importlib import resources
 from typing import Any
 
@@ -395,6 +396,29 @@ def test_a_compressed_memory_prints_byte_for_byte_what_a_plain_one_does(tmp_path
     both('restored_outside', lambda namespace: False)
     both('observe', None, deployment('web-4', uid='u-4', rv='400', replicas=9))
     both('observe', None, deployment('web-5', uid='u-5', rv='15'))  # unchanged: nothing
+
+
+def test_a_dictionary_trained_in_the_background_changes_no_line_and_then_packs_everything() -> None:
+    """The operator's tracker trains in a thread: objects stay plain until the dictionary is
+    there, then all of them are packed at once; the lines are the same throughout."""
+    plain_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=10**9)
+    packed_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=4, train_in_background=True)
+
+    def same(kind: str | None, raw: dict[str, Any]) -> None:
+        assert encode_line(packed_tracker.observe(kind, raw)) == encode_line(plain_tracker.observe(kind, raw))
+
+    for i in range(8):
+        same(None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), password=f'pw-{i}'))
+    deadline = time.monotonic() + 30  # the training takes milliseconds; a bound, not a pause
+    rv = 100
+    while packed_tracker.encoded('u-0') == plain_tracker.encoded('u-0') and time.monotonic() < deadline:
+        rv += 1  # every observation looks whether the dictionary is there yet
+        same('MODIFIED', deployment('web-1', uid='u-1', rv=str(rv), replicas=rv % 5 + 1))
+        time.sleep(0.001)
+    for i in range(8):  # every object held when it arrived is packed now, and reads back the same
+        assert packed_tracker.encoded(f'u-{i}') != plain_tracker.encoded(f'u-{i}')
+        assert encoding.plain(packed_tracker.encoded(f'u-{i}') or b'') == plain_tracker.encoded(f'u-{i}')
+    same('MODIFIED', deployment('web-2', uid='u-2', rv=str(rv + 1), replicas=9))
 
 
 def encode_line(value: Any) -> Any:
