@@ -348,3 +348,84 @@ def test_spool_writes_a_lone_line_at_once() -> None:
         time.sleep(0.001)
     assert stream.flushed == [b'{"n":1}\n']  # nothing waits for company
     spool.close(5)
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[BinaryIO, BinaryIO]]:
+    """A pipe as stdout is one: its reader (unbuffered, non-blocking) and its writer (unbuffered)."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    with os.fdopen(read_end, 'rb', buffering=0) as reader, os.fdopen(write_end, 'wb', buffering=0) as writer:
+        yield reader, writer
+
+
+def _drain(reader: BinaryIO, until: bytes, timeout: float = 10.0) -> bytes:
+    """What the reader gets from now until it has read a chunk ending with ``until``."""
+    data = b''
+    deadline = time.monotonic() + timeout
+    while not data.endswith(until) and time.monotonic() < deadline:
+        data += reader.read(1 << 20) or b''
+        time.sleep(0.001)
+    return data
+
+
+def test_spool_on_a_pipe_with_room_writes_and_commits_the_line_before_write_returns(
+        pipe: tuple[BinaryIO, BinaryIO]) -> None:
+    reader, stream = pipe
+    committed: list[int] = []
+    written: list[tuple[str, bool]] = []
+    spool = Spool(LineWriter(stream, on_reader_gone=lambda: None),
+                  on_written=lambda kind, inferred: written.append((kind, inferred)))
+    for number in range(3):
+        spool.write({'type': 'MODIFIED', 'n': number}, functools.partial(committed.append, number))
+        assert committed == list(range(number + 1))  # on the caller's thread, no hand-over
+    spool.write({'type': 'MODIFIED', 'n': 9}, None, held=0)
+    assert reader.read(65536) == b''.join(encode({'type': 'MODIFIED', 'n': n}) for n in (0, 1, 2, 9))
+    assert written == [('MODIFIED', False)] * 4
+    assert spool.close(5) == 0
+
+
+def test_spool_on_a_full_pipe_queues_behind_it_and_keeps_the_order(pipe: tuple[BinaryIO, BinaryIO]) -> None:
+    reader, stream = pipe
+    committed: list[int] = []
+    spool = Spool(LineWriter(stream, on_reader_gone=lambda: None))
+    lines = [{'n': number, 'pad': 'x' * 3000} for number in range(200)]  # ~600 KB: many pipes full
+    for number, line in enumerate(lines):
+        spool.write(line, functools.partial(committed.append, number))
+    assert len(committed) < len(lines)  # the reader has read nothing: most of them wait
+    data = _drain(reader, encode(lines[-1]))
+    assert [json.loads(line)['n'] for line in data.splitlines()] == list(range(200))
+    assert spool.close(5) == 0
+    assert committed == list(range(200))
+
+
+def test_spool_on_a_pipe_finishes_a_line_begun_at_once_and_never_drops_its_rest(
+        pipe: tuple[BinaryIO, BinaryIO]) -> None:
+    """A line larger than what the pipe has free is begun at once and ended by the thread:
+    the reader gets it whole even if the spool is suspended (peering) in between."""
+    reader, stream = pipe
+    committed: list[str] = []
+    spool = Spool(LineWriter(stream, on_reader_gone=lambda: None))
+    big = {'n': 'big', 'pad': 'y' * 200_000}  # more than a pipe holds: cannot all be taken at once
+    spool.write(big, functools.partial(committed.append, 'big'))
+    assert committed == []  # begun, not ended
+    assert spool.suspend() == 0  # the rest is the line in flight, not a line waiting
+    spool.write({'n': 'later'}, functools.partial(committed.append, 'later'))  # suspended: dropped
+    assert _drain(reader, b'\n') == encode(big)
+    assert spool.close(5) == 0
+    assert committed == ['big'] and spool.dropped == 1
+
+
+def test_spool_on_a_pipe_whose_reader_is_gone_stops_as_before() -> None:
+    read_end, write_end = os.pipe()
+    calls: list[str] = []
+    committed: list[int] = []
+    with os.fdopen(write_end, 'wb', buffering=0) as stream:
+        spool = Spool(LineWriter(stream, on_reader_gone=lambda: calls.append('gone')))
+        spool.write({'n': 0}, functools.partial(committed.append, 0))
+        assert committed == [0]  # the reader was there: written at once
+        os.close(read_end)
+        for number in range(1, 4):
+            spool.write({'n': number}, functools.partial(committed.append, number))
+        spool.close(5)
+    assert calls == ['gone'] and committed == [0] and spool.stopped
