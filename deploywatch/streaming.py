@@ -97,35 +97,57 @@ def _selectors(settings: Any, resource: Any) -> dict[str, str]:
 
 async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
                      logger: Any) -> AsyncIterator[tuple[Collection[dict[str, Any]], str]]:
-    """Kopf's ``fetch_objs``: the objects page by page, with the listing's resourceVersion."""
+    """
+    Kopf's ``fetch_objs``: the objects page by page, with the listing's resourceVersion.
+
+    Each next page is asked for as soon as the page before is decoded, and arrives while
+    that one is delivered: the caller yields to the loop now and then while it delivers
+    (``deploywatch.watching``), and the API server (another process, maybe another
+    machine) serves the next page meanwhile. One page waited for the one before to be
+    printed whole, and the API server for the request: a tenth of the start-up at 20,000
+    Deployments. At most one page is held decoded, and the next one as bytes.
+    """
     params: dict[str, str] = {}
     if settings.watching.chunk_size is not None:
         params['limit'] = str(settings.watching.chunk_size)
     params.update(_selectors(settings, resource))
-    continue_token = ''  # the last page has "" (or none), not null
-    first = True
-    while first or continue_token:
-        first = False
-        if continue_token:
-            params['continue'] = continue_token
-        response = await kopf_api.request('get', resource.get_url(namespace=namespace, params=params),
+
+    async def body(continue_token: str) -> bytes:
+        query = {**params, 'continue': continue_token} if continue_token else params
+        response = await kopf_api.request('get', resource.get_url(namespace=namespace, params=query),
                                           settings=settings, logger=logger)
         async with response:
-            body = _json_body(response, await response.read())
-        page = _without_collections(loads, body)
-        del body
-        if not isinstance(page, dict):
-            raise ValueError(f'the listing is not a JSON object: {str(page)[:100]}')
-        items: list[dict[str, Any]] = page.get('items') or []
-        for item in items:  # list items carry no kind/apiVersion: the list's, as Kopf sets them
-            if 'kind' in page:
-                item.setdefault('kind', page['kind'].removesuffix('List'))
-            if 'apiVersion' in page:
-                item.setdefault('apiVersion', page['apiVersion'])
-        metadata = page.get('metadata') or {}
-        continue_token = metadata.get('continue') or ''
-        yield items, cast(str, metadata.get('resourceVersion'))  # Kopf's: None if the server sent none
-        del items, page  # one page in memory at a time, not two
+            return _json_body(response, await response.read())
+
+    asked: asyncio.Task[bytes] | None = asyncio.create_task(body(''))  # the last page has "" (or none)
+    try:
+        while asked is not None:
+            page = _without_collections(loads, await asked)
+            asked = None
+            if not isinstance(page, dict):
+                raise ValueError(f'the listing is not a JSON object: {str(page)[:100]}')
+            metadata = page.get('metadata') or {}
+            continue_token = metadata.get('continue') or ''
+            if continue_token:
+                asked = asyncio.create_task(body(continue_token))
+            items: list[dict[str, Any]] = page.get('items') or []
+            for item in items:  # list items carry no kind/apiVersion: the list's, as Kopf sets them
+                if 'kind' in page:
+                    item.setdefault('kind', page['kind'].removesuffix('List'))
+                if 'apiVersion' in page:
+                    item.setdefault('apiVersion', page['apiVersion'])
+            yield items, cast(str, metadata.get('resourceVersion'))  # Kopf's: None if the server sent none
+            del items, page  # one page decoded at a time, not two
+    finally:
+        if asked is not None:  # the caller stopped listening (a pause, an error): nobody awaits it
+            asked.add_done_callback(_retrieved)
+            asked.cancel()
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Take a dropped task's outcome, so that asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def watch_objs(*, settings: Any, resource: Any, namespace: Any, since: str | None = None,

@@ -106,6 +106,7 @@ BACKOFF_LIMIT = 30.0
 OWN_BACKOFFS = (0.5, 1.0, 2.0)  # Kopf's retries of each request of this loop, before it backs off itself
 TOO_LARGE = 'ResourceVersionTooLarge'
 SHORT_WATCH = 1.0  # seconds: a watch that ends sooner without any event is an error (client-go's rule)
+YIELD_EVERY = 50  # listed objects delivered between two turns of the loop: a page is not one long turn
 
 
 class OddStream(Exception):
@@ -431,6 +432,10 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
 
     A function of its own so that the last page of objects is freed when it returns,
     not kept alive by a loop variable for as long as the watch that follows runs.
+
+    Every :data:`YIELD_EVERY` objects it lets the loop turn: the next page's request,
+    asked for when this page arrived, goes out and is served meanwhile, and the loop's
+    other work (the liveness probe, peering's keep-alive) does not wait for a whole page.
     """
     listed: set[str] = set()
     listed_at = ''
@@ -438,11 +443,13 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
             settings=settings, resource=resource, namespace=namespace, logger=logger)):
         listed_at = chunk_version  # the same for every page of one listing
         METRICS.listed += len(chunk)  # each page's answer was heard (_noting_answers): no stall
-        for obj in chunk:
+        for index, obj in enumerate(chunk, 1):
             listed.add(identity(obj))
             for gone in replaced(obj):
                 deliver('DELETED', gone, True)
             deliver(None, obj, False)
+            if index % YIELD_EVERY == 0:  # the next page's request goes out (streaming.fetch_objs)
+                await asyncio.sleep(0)
     NOTICE.recovered()
     for gone in unlisted(namespace, listed):
         deliver('DELETED', gone, True)
