@@ -66,7 +66,7 @@ def entries(managed_fields: Any) -> list[Mapping[str, Any]]:
     if not isinstance(managed_fields, list):
         return []
     return [entry for entry in managed_fields
-            if isinstance(entry, Mapping) and isinstance(entry.get('manager'), str)]
+            if isinstance(entry, dict) and isinstance(entry.get('manager'), str)]
 
 
 def stamps(managed_fields: Any) -> bytes:
@@ -89,7 +89,7 @@ def changed_by(managed_fields: Any, *, before: bytes | None, diff: Sequence[Mapp
         return _describe(found[0] if len(found) == 1 else _newest(found))
     pool = found
     if before is not None:
-        known = {_stamp_of(item) for item in _decoded(before)}
+        known = _known(before)
         advanced = [entry for entry in found if _stamp(entry) not in known]
         if len(advanced) == 1:
             return _describe(advanced[0])
@@ -115,8 +115,8 @@ def owns(fields: Any, tokens: Sequence[str], obj: Any) -> bool:
     """
     node, value = fields, obj
     for token in tokens:
-        if not isinstance(node, Mapping) or not node:
-            return isinstance(node, Mapping)  # {}: an atomic value, owned with everything in it
+        if not isinstance(node, dict) or not node:
+            return isinstance(node, dict)  # {}: an atomic value, owned with everything in it
         if isinstance(value, list):
             if not token.isdigit() or int(token) >= len(value):
                 return False
@@ -129,13 +129,13 @@ def owns(fields: Any, tokens: Sequence[str], obj: Any) -> bool:
             node = node.get('f:' + token)
             if node is None:
                 return False
-            value = value.get(token) if isinstance(value, Mapping) else None
-    return isinstance(node, Mapping)
+            value = value.get(token) if isinstance(value, dict) else None
+    return isinstance(node, dict)
 
 
 def _item_key(node: Mapping[str, Any], item: Any) -> str | None:
     for key in node:
-        if key.startswith('k:') and isinstance(item, Mapping):
+        if key.startswith('k:') and isinstance(item, dict):
             try:
                 wanted = json.loads(key[2:])
             except ValueError:
@@ -162,19 +162,13 @@ def _stamp(entry: Mapping[str, Any]) -> Stamp:
             _text(entry.get('time')))
 
 
-def _stamp_of(item: Any) -> Stamp | None:
-    if isinstance(item, list) and len(item) == 4 and all(part is None or isinstance(part, str)
-                                                         for part in item):
-        return item[0], item[1], item[2], item[3]
-    return None
-
-
-def _decoded(data: bytes) -> list[Any]:
+def _known(data: bytes) -> set[Any]:
+    """The stamps of :func:`stamps`' bytes, as tuples (what :func:`_stamp` gives); none if unreadable."""
     try:
         value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return []
-    return value if isinstance(value, list) else []
+        return {tuple(item) for item in value if isinstance(item, list)} if isinstance(value, list) else set()
+    except (orjson.JSONDecodeError, TypeError):  # TypeError: an unhashable part; only ever our own bytes
+        return set()
 
 
 def _newest(found: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:

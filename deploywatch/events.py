@@ -64,7 +64,7 @@ def build(
     ``authorship.stamps`` of the previous state's (None: unknown); ``slot``: a RESYNC's round.
     """
     metadata = obj.get('metadata')
-    metadata = metadata if isinstance(metadata, Mapping) else {}
+    metadata = metadata if isinstance(metadata, dict) else {}
     namespace, name = _text(metadata.get('namespace')), _text(metadata.get('name'))
     uid, version = _text(metadata.get('uid')), _text(metadata.get('resourceVersion'))
     event: Event = {

@@ -46,12 +46,12 @@ def clean(raw: Mapping[str, Any], *, redact: bool, applied: str | None = None) -
     """
     obj = dict(raw)
     metadata = obj.get('metadata')
-    if isinstance(metadata, Mapping) and 'managedFields' in metadata:
+    if isinstance(metadata, dict) and 'managedFields' in metadata:
         obj['metadata'] = metadata = {key: value for key, value in metadata.items() if key != 'managedFields'}
     if not redact:
         return obj
-    annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
-    if isinstance(metadata, Mapping) and isinstance(annotations, Mapping) and LAST_APPLIED in annotations:
+    annotations = metadata.get('annotations') if isinstance(metadata, dict) else None
+    if isinstance(metadata, dict) and isinstance(annotations, dict) and LAST_APPLIED in annotations:
         if applied is None:
             applied = _redacted_manifest(annotations[LAST_APPLIED])
         if applied != annotations[LAST_APPLIED]:
@@ -79,8 +79,8 @@ def applied_digest(raw: Mapping[str, Any]) -> bytes | None:
     of the state it printed before: :func:`clean`'s ``applied``.
     """
     metadata = raw.get('metadata')
-    annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
-    value = annotations.get(LAST_APPLIED) if isinstance(annotations, Mapping) else None
+    annotations = metadata.get('annotations') if isinstance(metadata, dict) else None
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
     if not isinstance(value, str):
         return None
     return hashlib.blake2b(value.encode('utf-8', 'surrogatepass'), digest_size=16).digest()
@@ -89,8 +89,8 @@ def applied_digest(raw: Mapping[str, Any]) -> bytes | None:
 def last_applied(obj: Mapping[str, Any]) -> str | None:
     """The last-applied annotation of a (cleaned) object, if it is text."""
     metadata = obj.get('metadata')
-    annotations = metadata.get('annotations') if isinstance(metadata, Mapping) else None
-    value = annotations.get(LAST_APPLIED) if isinstance(annotations, Mapping) else None
+    annotations = metadata.get('annotations') if isinstance(metadata, dict) else None
+    value = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
     return value if isinstance(value, str) else None
 
 
@@ -168,8 +168,8 @@ def _dig(obj: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
     """Follow nested maps; anything that is not a map on the way counts as empty."""
     current: Any = obj
     for key in keys:
-        current = current.get(key) if isinstance(current, Mapping) else None
-    return current if isinstance(current, Mapping) else {}
+        current = current.get(key) if isinstance(current, dict) else None
+    return current if isinstance(current, dict) else {}
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

@@ -53,7 +53,7 @@ def utcnow() -> datetime.datetime:
 def identity(raw: Mapping[str, Any]) -> str:
     """The uid; a recreated Deployment with the same name is a new object."""
     metadata = raw.get('metadata')
-    metadata = metadata if isinstance(metadata, Mapping) else {}
+    metadata = metadata if isinstance(metadata, dict) else {}
     uid = metadata.get('uid')
     return str(uid) if uid else f"{metadata.get('namespace')}/{metadata.get('name')}"
 
@@ -239,4 +239,4 @@ class Tracker:
 
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     metadata = obj.get('metadata')
-    return metadata if isinstance(metadata, Mapping) else {}
+    return metadata if isinstance(metadata, dict) else {}
