@@ -11,6 +11,7 @@ shrinks is replaced whole, which is always correct and rare for Deployments.
 Paths that change on every write and carry no meaning for a reader are left out:
 ``metadata.resourceVersion`` and ``metadata.managedFields``.
 """
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ import orjson
 Operation = dict[str, Any]
 
 IGNORED_PATHS = frozenset({'/metadata/resourceVersion', '/metadata/managedFields'})
+_ABSENT = object()  # a key missing from the old map: equal to nothing
 
 
 def escape(token: str) -> str:
@@ -58,28 +60,27 @@ def diff(old: Any, new: Any, *, encoded: bytes | None = None) -> list[Operation]
 def _loose(old: Any, new: Any, path: str, operations: list[Operation]) -> Any:
     """
     The operations as ``==`` sees them; returns ``new`` rebuilt with the subtrees that
-    ``==`` called the same taken from ``old`` (maps in ``new``'s key order).
+    ``==`` called the same taken from ``old`` (maps in ``new``'s key order). A map is
+    first compared key by key in ``new``'s order (``==`` in C, nothing else for what is
+    the same), then only what differs is walked, in sorted order, as :func:`_strict` does.
     """
     if isinstance(old, dict) and isinstance(new, dict):
         rebuilt: dict[str, Any] = {}
-        for key in sorted(old.keys() | new.keys()):
-            if key not in new:
-                if f'{path}/{escape(key)}' not in IGNORED_PATHS:
-                    operations.append({'op': 'remove', 'path': f'{path}/{escape(key)}'})
-                continue
-            if key not in old:
-                if f'{path}/{escape(key)}' not in IGNORED_PATHS:
-                    operations.append({'op': 'add', 'path': f'{path}/{escape(key)}', 'value': new[key]})
-                rebuilt[key] = new[key]
-                continue
-            old_value, new_value = old[key], new[key]
+        differing: list[str] = []
+        added = 0
+        for key, new_value in new.items():
+            old_value = old.get(key, _ABSENT)
             if old_value is new_value or old_value == new_value:
                 rebuilt[key] = old_value
-                continue
-            child = f'{path}/{escape(key)}'
-            rebuilt[key] = new_value if child in IGNORED_PATHS else _loose(old_value, new_value, child,
-                                                                           operations)
-        return {key: rebuilt[key] for key in new}
+            else:
+                rebuilt[key] = new_value  # holds the place; replaced below if walked
+                differing.append(key)
+                added += old_value is _ABSENT
+        if len(old) > len(new) - added:  # some keys of old are not in new
+            differing.extend(old.keys() - new.keys())
+        for key, child in _keys(old, new, differing, path, operations):
+            rebuilt[key] = _loose(old[key], new[key], child, operations)
+        return rebuilt
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [old_item if old_item is new_item or old_item == new_item
                 else _loose(old_item, new_item, f'{path}/{index}', operations)
@@ -98,15 +99,8 @@ def _strict(old: Any, new: Any, path: str, operations: list[Operation]) -> None:
     if path in IGNORED_PATHS:
         return
     if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(old.keys() | new.keys()):
-            child = f'{path}/{escape(key)}'
-            if child in IGNORED_PATHS:
-                continue
-            if key not in new:
-                operations.append({'op': 'remove', 'path': child})
-            elif key not in old:
-                operations.append({'op': 'add', 'path': child, 'value': new[key]})
-            elif not _same(old[key], new[key]):
+        for key, child in _keys(old, new, old.keys() | new.keys(), path, operations):
+            if not _same(old[key], new[key]):
                 _strict(old[key], new[key], child, operations)
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         for index, (old_item, new_item) in enumerate(zip(old, new, strict=True)):
@@ -114,6 +108,25 @@ def _strict(old: Any, new: Any, path: str, operations: list[Operation]) -> None:
                 _strict(old_item, new_item, f'{path}/{index}', operations)
     elif type(old) is not type(new) or old != new:  # 1 vs 1.0 vs True are different JSON
         operations.append({'op': 'replace', 'path': path, 'value': new})
+
+
+def _keys(old: dict[str, Any], new: dict[str, Any], keys: Iterable[str], path: str,
+          operations: list[Operation]) -> Iterator[tuple[str, str]]:
+    """
+    ``keys`` of two maps in sorted order, with their paths: a key only in ``old`` is a
+    ``remove``, only in ``new`` an ``add``; a key in both is for the caller to walk.
+    The ignored paths are skipped.
+    """
+    for key in sorted(keys):
+        child = f'{path}/{escape(key)}'
+        if child in IGNORED_PATHS:
+            continue
+        if key not in new:
+            operations.append({'op': 'remove', 'path': child})
+        elif key not in old:
+            operations.append({'op': 'add', 'path': child, 'value': new[key]})
+        else:
+            yield key, child
 
 
 def _same(old: Any, new: Any) -> bool:
