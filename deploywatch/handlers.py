@@ -196,6 +196,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         logger.warning(f"{name} is not a deploywatch setting and is ignored (a typo?).")
 
     RUN.loop = asyncio.get_running_loop()
+    SPOOL.schedule = RUN.loop.call_soon  # lines gathered while the loop works are written when it turns
     watching.install(deliver=deliver, unlisted=TRACKER.unlisted, replaced=TRACKER.replaced,
                      restored_outside=TRACKER.restored_outside, before_exit=_save_state)
     kopf_watching.infinite_watch = functools.partial(_pausable, kopf_watching.infinite_watch)

@@ -32,13 +32,17 @@ Each line may carry a ``commit``: called once the line was written (taken by the
 pipe or the file), in stream order, never for a line that was not. That is how
 the state file learns what was printed, as opposed to what was meant to be.
 
-To a pipe with room, the loop writes a line itself, when nothing waits before it: through
-a non-blocking file descriptor of its own for the same pipe (:meth:`LineWriter.emit_now`),
-so the write never waits, and the line is committed at once. Handing every line to the
-thread cost a sixth of the throughput (the GIL passed back and forth for each, on a
-2-core machine: ``make bench``). A pipe that takes only part of the line gets the rest
-from the thread, before anything else (and never dropped: it is the line in flight); a
-pipe that is full, a file or a terminal get everything through the thread, as before.
+To a pipe with room, the loop writes lines itself, when nothing waits before them: the
+lines built while it works are gathered, and written with one write when it turns
+(``schedule``, the loop's ``call_soon``: when the watch loop waits for the network, or
+between two slices of a listing page), through a non-blocking file descriptor of its own
+for the same pipe (:meth:`LineWriter.emit_now`), so the write never waits, and the lines
+it took are committed at once. Handing every line to the thread cost a sixth of the
+throughput (the GIL passed back and forth for each, on a 2-core machine: ``make bench``);
+one write per line instead tripled the reader's CPU (it woke for each). A pipe that takes
+only part of a line gets the rest from the thread, before anything else (and never
+dropped: it is the line in flight), and the lines after it through the thread; a pipe
+that is full, a file or a terminal get everything through the thread, as before.
 
 The thread writes all the lines waiting when it looks (up to :data:`BATCH` bytes,
 and to a pipe no more than it has free: :meth:`LineWriter.room`) with one ``write``,
@@ -151,6 +155,11 @@ class LineWriter:
         self._at_once = _nonblocking_twin(self._stream) if self._pipe is not None else None
         if self._at_once is not None:
             weakref.finalize(self, os.close, self._at_once)
+
+    @property
+    def at_once(self) -> bool:
+        """Whether :meth:`emit_now` can write at all (a pipe, its reader there)."""
+        return self._at_once is not None and not self.reader_gone
 
     def emit_now(self, data: bytes) -> int:
         """
@@ -308,6 +317,7 @@ class Spool:
             on_pressure: Callable[[bool], None] = _nothing,
             on_failure: Callable[[OSError], None] = _nothing,
             on_written: Written = _nothing,
+            schedule: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self._writer = writer
         self._on_written = on_written
@@ -318,6 +328,8 @@ class Spool:
         self._queue: collections.deque[Entry] = collections.deque()
         self._rest: Entry | None = None  # the end of a line begun on the loop: written next, never dropped
         self._busy = False  # the thread holds lines it took: from taking them to their commits
+        self._ready: list[Entry] = []  # lines for the loop to write itself (flush), when it turns
+        self.schedule = schedule  # e.g. the loop's call_soon: how flush is called once the loop turns
         self._changed = threading.Condition()
         self._pending = 0  # bytes in the queue
         self._writing = 0  # lines taken from the queue and being written
@@ -352,24 +364,55 @@ class Spool:
         if data is None and commit is None:
             return
         data = data or b''
-        kind, inferred = event.get('type', ''), bool(event.get('inferred'))
+        entry = (data, commit, len(data) + held, event.get('type', ''), bool(event.get('inferred')))
+        pressure = False
         with self._changed:
             if self._suspended or self.stopped or self._closed:
                 self.dropped += bool(data)
                 return
-            if not self._queue and not self._busy and self._rest is None:  # nothing waits before it
-                taken = self._writer.emit_now(data) if data else 0
-                if 0 < taken < len(data):  # the pipe took part of it: the thread writes the rest at once
-                    self._rest = (data[taken:], commit, len(data) - taken + held, kind, inferred)
+            if self._ready or (self._writer.at_once and not (self._queue or self._busy or self._rest)):
+                self._ready.append(entry)  # for the loop to write itself, once it turns (flush)
+                self._pending += entry[2]
+                schedule = self.schedule
+                scheduled = schedule is not None
+                if schedule is not None and len(self._ready) == 1:
+                    schedule(self.flush)
+            else:
+                scheduled = True
+                pressure = self._queue_up(entry)
+        if not scheduled:  # no loop to wait for (tools, tests): now
+            self.flush()
+        if pressure:
+            self._on_pressure(True)
+
+    def flush(self) -> None:
+        """
+        Write the lines gathered for the loop with one write, on the loop: what the pipe takes
+        at once. The lines it took whole are committed; the rest of one it took in part is the
+        thread's to write next (never dropped); those after it are queued for the thread.
+        """
+        with self._changed:
+            ready, self._ready = self._ready, []
+            if not ready:
+                return
+            self._pending -= sum(size for _, _, size, _, _ in ready)
+            lines = [data for data, *_ in ready]
+            data = lines[0] if len(lines) == 1 else b''.join(lines)
+            taken = self._writer.emit_now(data) if data else 0
+            whole = _whole(lines, taken)
+            if whole < len(ready):
+                begun = taken - sum(map(len, lines[:whole]))
+                later = ready[whole:]
+                if begun > 0:
+                    line, commit, size, kind, inferred = later.pop(0)
+                    self._rest = (line[begun:], commit, size - begun, kind, inferred)
                     self._pending += self._rest[2]
                     self._changed.notify_all()
-                    return
-                now = taken == len(data)
+                pressure = any([self._queue_up(entry) for entry in later])
             else:
-                now = False
-            pressure = False if now else self._queue_up((data, commit, len(data) + held, kind, inferred))
-        if now:  # outside the lock, and still in order: only this thread adds lines
-            self._written(kind, inferred, commit, printed=bool(data))
+                pressure = False
+        for line, commit, _, kind, inferred in ready[:whole]:  # outside the lock, in order: nothing waits
+            self._written(kind, inferred, commit, printed=bool(line))
         if pressure:
             self._on_pressure(True)
 
@@ -407,6 +450,9 @@ class Spool:
         """Wait up to ``timeout`` seconds for the lines to be written; how many were not."""
         deadline = time.monotonic() + timeout
         with self._changed:
+            self._queue.extend(self._ready)  # gathered for a loop that may not turn again: the thread's
+            self._ready.clear()
+            self._changed.notify_all()
             self._changed.wait_for(lambda: not (self._queue or self._busy or self._rest) or self.stopped,
                                    timeout=max(0.0, deadline - time.monotonic()))
             self._closed = True
@@ -417,9 +463,10 @@ class Spool:
         return left
 
     def _drop(self) -> int:
-        dropped = sum(1 for data, *_ in self._queue if data)
+        dropped = sum(1 for data, *_ in (*self._ready, *self._queue) if data)
+        self._ready.clear()
         self._queue.clear()
-        self._pending = 0
+        self._pending = self._rest[2] if self._rest is not None else 0  # the line in flight is kept
         self.dropped += dropped
         return dropped
 
