@@ -78,8 +78,9 @@ Everything runs on the event loop: the tracker is only touched from there,
 where the RESYNC task also runs, so no lock is needed and no RESYNC can
 interleave with a DELETED. (The handler is ``async`` for the same reason:
 Kopf would run a sync one in a thread pool.) Only the writing of lines to stdout
-happens in a thread (``deploywatch.output.Spool``), so that a slow reader does
-not stop the loop, which also serves Kopf's liveness probe and peering keep-alive.
+that would wait happens in a thread (``deploywatch.output.Spool``), so that a slow
+reader does not stop the loop, which also serves Kopf's liveness probe and peering
+keep-alive; what a pipe takes at once, the loop writes itself when it turns.
 
 Kopf's operator pause, used twice
 =================================
