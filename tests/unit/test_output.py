@@ -431,16 +431,22 @@ def test_spool_on_a_pipe_whose_reader_is_gone_stops_as_before() -> None:
     assert calls == ['gone'] and committed == [0] and spool.stopped
 
 
+def _gathered(stream: BinaryIO, count: int) -> tuple[Spool, list[Any], list[int]]:
+    """A spool with a loop that has not turned yet (``turns``), and ``count`` lines written to it."""
+    turns: list[Any] = []
+    committed: list[int] = []
+    spool = Spool(LineWriter(stream, on_reader_gone=lambda: None), schedule=turns.append)
+    for number in range(count):
+        spool.write({'n': number}, functools.partial(committed.append, number))
+    return spool, turns, committed
+
+
 def test_spool_on_a_pipe_writes_what_the_loop_gathered_in_one_write_when_the_loop_turns(
         pipe: tuple[BinaryIO, BinaryIO]) -> None:
     """With a loop (``schedule``), the lines built while it works wait for it to turn, then go
     out in one write: a reader wakes once per burst, not once per line."""
     reader, stream = pipe
-    turns: list[Any] = []
-    committed: list[int] = []
-    spool = Spool(LineWriter(stream, on_reader_gone=lambda: None), schedule=turns.append)
-    for number in range(5):
-        spool.write({'n': number}, functools.partial(committed.append, number))
+    spool, turns, committed = _gathered(stream, 5)
     assert len(turns) == 1 and committed == [] and reader.read(65536) is None  # nothing yet
     turns.pop()()  # the loop turns
     assert reader.read(65536) == b''.join(encode({'n': number}) for number in range(5))
@@ -454,11 +460,7 @@ def test_spool_on_a_pipe_writes_what_the_loop_gathered_in_one_write_when_the_loo
 def test_spool_gathered_lines_are_dropped_by_a_suspend_and_never_reach_the_reader(
         pipe: tuple[BinaryIO, BinaryIO]) -> None:
     reader, stream = pipe
-    turns: list[Any] = []
-    committed: list[int] = []
-    spool = Spool(LineWriter(stream, on_reader_gone=lambda: None), schedule=turns.append)
-    for number in range(3):
-        spool.write({'n': number}, functools.partial(committed.append, number))
+    spool, turns, committed = _gathered(stream, 3)
     assert spool.suspend() == 3
     turns.pop()()  # the turn comes after the suspend: nothing is left to write
     assert reader.read(65536) is None and committed == [] and spool.pending == 0
