@@ -112,11 +112,22 @@ class Server:
         return http.client.HTTPSConnection(self.url.hostname, self.url.port, context=self._ssl,
                                            timeout=timeout)
 
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        """What every recorded request sends: a bearer token (the admin's unless given), JSON, urllib's."""
+        return {'Authorization': f'Bearer {token or self.token}', 'Accept': 'application/json',
+                'User-Agent': 'Python-urllib/3.11'}
+
+    def stream(self, path: str, *, timeout: float,
+               token: str | None = None) -> tuple[http.client.HTTPSConnection, http.client.HTTPResponse]:
+        """A GET whose response is read as it arrives (a watch): the connection and the response."""
+        connection = self.connect(timeout=timeout)
+        connection.request('GET', path, headers=self.headers(token))
+        return connection, connection.getresponse()
+
     def exchange(self, method: str, path: str, body: Any = None, *, token: str | None = None,
                  content_type: str = 'application/json') -> Obj:
         """One request, recorded as the files of ``recordings/`` hold it."""
-        headers = {'Authorization': f'Bearer {token or self.token}', 'Accept': 'application/json',
-                   'User-Agent': 'Python-urllib/3.11'}
+        headers = self.headers(token)
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -154,11 +165,7 @@ class Watch:
 
     def __init__(self, server: Server, path: str, *, token: str | None = None) -> None:
         self.request: Obj = {'method': 'GET', 'path': path}
-        self._connection = server.connect(timeout=WATCH_SECONDS + 30)
-        self._connection.request('GET', path, headers={
-            'Authorization': f'Bearer {token or server.token}', 'Accept': 'application/json',
-            'User-Agent': 'Python-urllib/3.11'})
-        self._http = self._connection.getresponse()
+        self._connection, self._http = server.stream(path, timeout=WATCH_SECONDS + 30, token=token)
         self.status = self._http.status
         self.headers = self._http.headers
         self.lines: list[str] = []

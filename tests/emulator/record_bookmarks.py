@@ -54,11 +54,7 @@ class TimedWatch:
         self.request: Obj = {'method': 'GET', 'path': path}
         self.started = time.monotonic()
         self.started_at = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-        self._connection = server.connect(timeout=SOCKET_TIMEOUT)
-        self._connection.request('GET', path, headers={
-            'Authorization': f'Bearer {server.token}', 'Accept': 'application/json',
-            'User-Agent': 'Python-urllib/3.11'})
-        self._http = self._connection.getresponse()
+        self._connection, self._http = server.stream(path, timeout=SOCKET_TIMEOUT)
         self.status = self._http.status
         self.headers = self._http.headers
         self.lines: list[str] = []
