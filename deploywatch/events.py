@@ -84,8 +84,9 @@ def build(
     if inferred and type in (EventType.MODIFIED, EventType.DELETED):
         event['inferred'] = True
     event['summary'] = {**objects.summarize(obj), 'rollout': rollout.rollout(obj)}
-    encoded = obj.json if isinstance(obj, Kept) else None  # what the fast diff checks itself against
-    changes = diffing.diff(old, obj, encoded=encoded) if type is EventType.MODIFIED else None
+    changes = None
+    if type is EventType.MODIFIED:  # the kept JSON of the new state is what the fast diff checks against
+        changes = diffing.diff(old, obj, encoded=obj.json if isinstance(obj, Kept) else None)
     if type in (EventType.ADDED, EventType.MODIFIED):
         event['changedBy'] = authorship.changed_by(managed_fields, before=authors_before, diff=changes,
                                                    obj=obj)

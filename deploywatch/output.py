@@ -365,7 +365,7 @@ class Spool:
             return
         data = data or b''
         entry = (data, commit, len(data) + held, event.get('type', ''), bool(event.get('inferred')))
-        pressure = False
+        pressure = now = False
         with self._changed:
             if self._suspended or self.stopped or self._closed:
                 self.dropped += bool(data)
@@ -374,13 +374,12 @@ class Spool:
                 self._ready.append(entry)  # for the loop to write itself, once it turns (flush)
                 self._pending += entry[2]
                 schedule = self.schedule
-                scheduled = schedule is not None
+                now = schedule is None  # no loop to wait for (tools, tests)
                 if schedule is not None and len(self._ready) == 1:
                     schedule(self.flush)
             else:
-                scheduled = True
                 pressure = self._queue_up(entry)
-        if not scheduled:  # no loop to wait for (tools, tests): now
+        if now:
             self.flush()
         if pressure:
             self._on_pressure(True)
