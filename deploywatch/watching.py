@@ -436,20 +436,23 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     Every :data:`YIELD_EVERY` objects it lets the loop turn: the next page's request,
     asked for when this page arrived, goes out and is served meanwhile, and the loop's
     other work (the liveness probe, peering's keep-alive) does not wait for a whole page.
+    The cyclic garbage collector is held off for the whole listing, for the other tasks
+    too (``streaming.collector_held``): what they leave meanwhile is collected after.
     """
     listed: set[str] = set()
     listed_at = ''
-    async for chunk, chunk_version in _decoded(streaming.fetch_objs(
-            settings=settings, resource=resource, namespace=namespace, logger=logger)):
-        listed_at = chunk_version  # the same for every page of one listing
-        METRICS.listed += len(chunk)  # each page's answer was heard (_noting_answers): no stall
-        for index, obj in enumerate(chunk, 1):
-            listed.add(identity(obj))
-            for gone in replaced(obj):
-                deliver('DELETED', gone, True)
-            deliver(None, obj, False)
-            if index % YIELD_EVERY == 0:  # the next page's request goes out (streaming.fetch_objs)
-                await asyncio.sleep(0)
+    with streaming.collector_held():  # until the last page is freed: see streaming.collector_held
+        async for chunk, chunk_version in _decoded(streaming.fetch_objs(
+                settings=settings, resource=resource, namespace=namespace, logger=logger)):
+            listed_at = chunk_version  # the same for every page of one listing
+            METRICS.listed += len(chunk)  # each page's answer was heard (_noting_answers): no stall
+            for index, obj in enumerate(chunk, 1):
+                listed.add(identity(obj))
+                for gone in replaced(obj):
+                    deliver('DELETED', gone, True)
+                deliver(None, obj, False)
+                if index % YIELD_EVERY == 0:  # the next page's request goes out (streaming.fetch_objs)
+                    await asyncio.sleep(0)
     NOTICE.recovered()
     for gone in unlisted(namespace, listed):
         deliver('DELETED', gone, True)
