@@ -56,14 +56,40 @@ def clean(raw: Mapping[str, Any], *, redact: bool, applied: str | None = None) -
             applied = _redacted_manifest(annotations[LAST_APPLIED])
         if applied != annotations[LAST_APPLIED]:
             obj['metadata'] = {**metadata, 'annotations': {**annotations, LAST_APPLIED: applied}}
-    if any(_has_values(container) for container in containers(obj)):
+    pod_spec = _redacted_pod_spec(_dig(obj, 'spec', 'template', 'spec'))
+    if pod_spec is not None:
         spec, template = obj['spec'], obj['spec']['template']
-        pod_spec = dict(template['spec'])
-        for key in CONTAINER_LISTS:
-            if isinstance(pod_spec.get(key), list):
-                pod_spec[key] = [_redacted(item) for item in pod_spec[key]]
         obj['spec'] = {**spec, 'template': {**template, 'spec': pod_spec}}
     return obj
+
+
+def _redacted_pod_spec(pod_spec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """
+    A copy of the pod spec with its containers' env values redacted; None if it has none.
+
+    One pass: every listed Deployment is cleaned twice (the object, and the manifest in
+    its last-applied annotation), and looking for values first, then again while copying,
+    was a sixth of a listed object's cleaning.
+    """
+    redacted: dict[str, Any] | None = None
+    for key in CONTAINER_LISTS:
+        items = pod_spec.get(key)
+        if not isinstance(items, list):
+            continue
+        copied: list[Any] | None = None
+        for index, container in enumerate(items):
+            env = container.get('env') if isinstance(container, dict) else None
+            if not isinstance(env, list) or not _has_values(env):
+                continue
+            if copied is None:
+                copied = list(items)
+            copied[index] = {**container, 'env': [
+                {**item, 'value': REDACTED} if isinstance(item, dict) and 'value' in item else item
+                for item in env]}
+        if copied is not None:
+            redacted = dict(pod_spec) if redacted is None else redacted
+            redacted[key] = copied
+    return redacted
 
 
 def applied_digest(raw: Mapping[str, Any]) -> bytes | None:
@@ -111,9 +137,9 @@ def _redacted_applied(value: str) -> str:
         return REDACTED
     if not isinstance(manifest, dict):
         return REDACTED
-    if not any(_has_values(container) for container in containers(manifest)):
-        return value
     redacted = clean(manifest, redact=True)
+    if redacted.get('spec') is manifest.get('spec'):  # no values: the text stays as kubectl wrote it
+        return value
     ending = '\n' if value.endswith('\n') else ''  # kubectl ends it with one
     try:  # orjson writes what json.dumps(..., separators=(',', ':'), ensure_ascii=False) does, 10x faster
         text = orjson.dumps(redacted).decode()
@@ -122,25 +148,8 @@ def _redacted_applied(value: str) -> str:
     return text + ending
 
 
-def _has_values(container: Mapping[str, Any]) -> bool:
-    return any('value' in variable for variable in _dicts(container.get('env')))
-
-
-def _redacted(container: Any) -> Any:
-    if not isinstance(container, dict) or not _has_values(container):
-        return container
-    env = [{**item, 'value': REDACTED} if isinstance(item, dict) and 'value' in item else item
-           for item in container['env']]
-    return {**container, 'env': env}
-
-
-def containers(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every container of the pod template, init and ephemeral ones included."""
-    pod_spec = _dig(obj, 'spec', 'template', 'spec')
-    found: list[dict[str, Any]] = []
-    for key in CONTAINER_LISTS:
-        found.extend(_dicts(pod_spec.get(key)))
-    return found
+def _has_values(env: list[Any]) -> bool:
+    return any(isinstance(item, dict) and 'value' in item for item in env)
 
 
 def summarize(obj: Mapping[str, Any]) -> dict[str, Any]:

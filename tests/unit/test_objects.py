@@ -306,6 +306,24 @@ OBJECTS = DEPLOYMENTS | st.dictionaries(KNOWN_KEYS | st.text(max_size=4), HOSTIL
                                         max_size=5)
 
 
+def expected_clean(raw: dict[str, Any], *, redact: bool) -> dict[str, Any]:
+    """What clean must give, written the plain way: a deep copy, changed in place."""
+    expected = copy.deepcopy(raw)
+    metadata = expected.get('metadata')
+    if isinstance(metadata, dict):
+        metadata.pop('managedFields', None)
+    pod_spec: Any = expected
+    for key in ('spec', 'template', 'spec'):
+        pod_spec = pod_spec.get(key) if isinstance(pod_spec, dict) else None
+    for key in objects.CONTAINER_LISTS if redact and isinstance(pod_spec, dict) else ():
+        for container in pod_spec.get(key) if isinstance(pod_spec.get(key), list) else []:
+            env = container.get('env') if isinstance(container, dict) else None
+            for variable in env if isinstance(env, list) else []:
+                if isinstance(variable, dict) and 'value' in variable:
+                    variable['value'] = objects.REDACTED
+    return expected
+
+
 @settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=OBJECTS, redact=st.booleans())
 def test_property_any_json_object_is_printed_as_a_valid_line(raw: dict[str, Any], redact: bool) -> None:
@@ -315,15 +333,37 @@ def test_property_any_json_object_is_printed_as_a_valid_line(raw: dict[str, Any]
     assert raw == before
     metadata = obj.get('metadata')
     assert not isinstance(metadata, dict) or 'managedFields' not in metadata
-    if redact:
-        for container in objects.containers(obj):
-            env = container.get('env')
-            for variable in env if isinstance(env, list) else []:
-                if isinstance(variable, dict) and 'value' in variable:
-                    assert variable['value'] == objects.REDACTED
+    assert obj == expected_clean(raw, redact=redact)
     assert_every_event_is_valid(raw)
     old = objects.clean(deployment(containers=[{'name': 'a', 'image': 'x'}]), redact=redact)
     VALIDATOR.validate(events.build(type=EventType.MODIFIED, obj=obj, observed=MOMENT, old=old))
+
+
+VARIABLES = st.lists(st.fixed_dictionaries({'name': st.text(max_size=3)},
+                                           optional={'value': JSON_VALUES, 'valueFrom': JSON_VALUES})
+                     | JSON_VALUES, max_size=4)
+POD_CONTAINERS = st.lists(st.fixed_dictionaries({'name': st.text(max_size=3)}, optional={'env': VARIABLES})
+                          | JSON_VALUES, max_size=4)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(pod_spec=st.fixed_dictionaries({}, optional={key: POD_CONTAINERS for key in objects.CONTAINER_LISTS}),
+       applied=st.booleans())
+def test_property_every_env_value_of_every_container_is_redacted_and_nothing_else(
+        pod_spec: dict[str, Any], applied: bool) -> None:
+    """Many containers, many variables, odd entries among them: the object, and its applied manifest."""
+    raw = deployment(**pod_spec)
+    if applied:  # a manifest as kubectl applies it: no managedFields
+        raw = _applied({key: value for key, value in raw.items() if key != 'metadata'}
+                       | {'metadata': {'name': 'web', 'namespace': 'default'}})
+    before = copy.deepcopy(raw)
+    obj = copy.deepcopy(objects.clean(raw, redact=True))
+    assert raw == before
+    if applied:
+        manifest = json.loads(obj['metadata']['annotations'].pop(objects.LAST_APPLIED))
+        given = json.loads(before['metadata']['annotations'].pop(objects.LAST_APPLIED))
+        assert manifest == expected_clean(given, redact=True)
+    assert obj == expected_clean(before, redact=True)
 
 
 def _applied(manifest: dict[str, Any]) -> dict[str, Any]:
