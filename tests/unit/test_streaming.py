@@ -1,16 +1,22 @@
 """
-A listing holds Python's cyclic garbage collector off while it delivers (``watching._relist``).
+What deploywatch's own LIST and WATCH loops promise beyond the events (``streaming``, ``watching``).
 
-Measured, not asserted here: with the collector on, it walked each 500-object page again
-after every few objects, a tenth of the start-up at 20,000 Deployments. What is asserted
-is the promise that makes holding it safe: it is on again once the listing ends, however
-it ends, and a block inside another leaves it as the outer one wants it.
+* A listing holds Python's cyclic garbage collector off while it delivers
+  (``watching._relist``). Measured, not asserted here: with the collector on, it walked
+  each 500-object page again after every few objects, a tenth of the start-up at 20,000
+  Deployments. What is asserted is the promise that makes holding it safe: it is on
+  again once the listing ends, however it ends, and a block inside another leaves it as
+  the outer one wants it.
+* A watch stream ends once it has been silent for the inactivity timeout, and events
+  keep it open, though they restart the timeout only now and then
+  (``streaming.RESTART_GRAIN``).
 """
 import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import kopf
 import pytest
 
 from deploywatch import streaming, watching
@@ -77,3 +83,39 @@ def test_a_hold_leaves_a_collector_that_someone_else_turned_off_off() -> None:
     with streaming.collector_held():
         pass
     assert not gc.isenabled()
+
+
+# The inactivity timeout of a watch stream (``streaming.watch_objs``)
+
+SILENCE = 0.3  # the inactivity timeout of these tests, in seconds
+
+
+def watched(gaps: list[float]) -> list[Any]:
+    """What ``watch_objs`` yields from a stream that sends an event after each gap, then nothing."""
+    settings = kopf.OperatorSettings()
+    settings.watching.inactivity_timeout = SILENCE
+
+    async def stream(url: str, **_: Any) -> AsyncIterator[dict[str, Any]]:
+        for index, gap in enumerate(gaps):
+            await asyncio.sleep(gap)
+            yield {'type': 'MODIFIED', 'object': {'index': index}}
+        await asyncio.Event().wait()  # silent, and never ending by itself
+
+    async def scenario() -> list[Any]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(streaming, '_stream', stream)
+            return [event['object']['index'] async for event in streaming.watch_objs(
+                settings=settings, resource=kopf.Resource('apps', 'v1', 'deployments'), namespace=None,
+                operator_pause_waiter=None)]
+
+    return asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+
+
+def test_a_stream_that_goes_silent_ends_after_the_inactivity_timeout() -> None:
+    assert watched([0.0, 0.0, 0.0]) == [0, 1, 2]
+
+
+def test_a_stream_whose_events_keep_coming_is_not_ended_by_the_inactivity_timeout() -> None:
+    """Events every third of the timeout for three timeouts: each restarted it."""
+    gaps = [SILENCE / 3] * 9
+    assert watched(gaps) == list(range(len(gaps)))
