@@ -144,6 +144,7 @@ def table(results: dict[str, Any]) -> list[Row]:
         '>= 3x kubectl (goal 1), >= 3x kopf',
         lambda v: _ratio(v, 'kubectl') >= 3.0 and _ratio(v, 'kopf') >= 3.0)
     row('  client CPU during throughput (% of a core)', None, _at('throughput', 'client_cpu_pct'))
+    row('  events per CPU-second of the client during throughput', 'higher', _per_cpu_second)
     for n in (reference, *scale):
         row(f'throughput at N={n:,}, M={updates:,} (events/s)', 'higher',
             _at('throughput_at', str(n), 'events_per_s'))
@@ -177,6 +178,15 @@ def table(results: dict[str, Any]) -> list[Row]:
                      'better': 'lower', 'values': {'deploywatch': per_round}, 'ratios': {}, 'target': '0',
                      'met': per_round == 0 if per_round is not None else None})
     return rows
+
+
+def _per_cpu_second(result: dict[str, Any]) -> float | None:
+    """
+    Throughput over the client's CPU share: what a client does with the CPU it takes. Goal 1
+    compares rates, and kubectl (Go) takes one and a half cores where a Python client has one.
+    """
+    rate, cpu = _get(result, 'throughput', 'events_per_s'), _get(result, 'throughput', 'client_cpu_pct')
+    return rate / (cpu / 100) if rate and cpu else None
 
 
 def _memory_rows(row: Callable[..., None], clients: dict[str, Any], *, sizes: list[int], scale: list[int],
