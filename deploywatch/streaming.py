@@ -67,15 +67,26 @@ def collector_held() -> Iterator[None]:
     holds it for a whole listing. Decoded JSON and what is built from it hold no
     reference cycles, so there is nothing to collect in them meanwhile; the collector
     runs as usual after, when the pages are freed by reference counts alone.
+
+    The holds are counted, not nested: the watch loops of several namespaces list at once,
+    on one event loop, and the collector comes back when the last of them is done. If
+    someone else turned it off, it is left off.
     """
-    if not gc.isenabled():
+    global _holds  # noqa: PLW0603  (one count for the process, as the collector is one)
+    if not _holds and not gc.isenabled():
         yield
         return
+    _holds += 1
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
+        _holds -= 1
+        if not _holds:
+            gc.enable()
+
+
+_holds = 0  # collector_held blocks open now
 
 
 def _json_body(response: aiohttp.ClientResponse, body: bytes) -> bytes:

@@ -5,8 +5,8 @@ What deploywatch's own LIST and WATCH loops promise beyond the events (``streami
   (``watching._relist``). Measured, not asserted here: with the collector on, it walked
   each 500-object page again after every few objects, a tenth of the start-up at 20,000
   Deployments. What is asserted is the promise that makes holding it safe: it is on
-  again once the listing ends, however it ends, and a block inside another leaves it as
-  the outer one wants it.
+  again once the listing ends, however it ends, and not before the last of several
+  listings at once (inside one another, or interleaved on the loop) is done.
 * A watch stream ends once it has been silent for the inactivity timeout, and events
   keep it open, though they restart the timeout only now and then
   (``streaming.RESTART_GRAIN``).
@@ -75,6 +75,17 @@ def test_a_hold_inside_another_leaves_the_collector_to_the_outer_one() -> None:
         with streaming.collector_held():
             assert not gc.isenabled()
         assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_the_collector_comes_back_when_the_last_of_two_interleaved_holds_ends() -> None:
+    """Two namespaces' listings on one loop: the first to end must not turn it on under the other."""
+    first, second = streaming.collector_held(), streaming.collector_held()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
     assert gc.isenabled()
 
 
