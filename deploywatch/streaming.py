@@ -55,7 +55,7 @@ RESTART_GRAIN = 0.01
 @contextlib.contextmanager
 def collector_held() -> Iterator[None]:
     """
-    Python's cyclic garbage collector held off for the block (a no-op inside another).
+    Python's cyclic garbage collector held off until the last block open ends.
 
     A LIST page of 500 Deployments is some 100,000 new dicts and lists: the collector,
     triggered every 700 allocations, walks them again and again while they are built
@@ -144,10 +144,7 @@ async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
     asked: asyncio.Task[bytes] | None = asyncio.create_task(body(''))  # the last page has "" (or none)
     try:
         while asked is not None:
-            data = await asked
-            with collector_held():
-                page = loads(data)
-            del data
+            page = loads(await asked)  # with the collector held by the caller (watching._relist)
             asked = None
             if not isinstance(page, dict):
                 raise ValueError(f'the listing is not a JSON object: {str(page)[:100]}')
