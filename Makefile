@@ -44,7 +44,7 @@ e2e: $(STAMP) ## Only the real-cluster scenarios (pytest -m e2e), on the cluster
 	@test -n "$$DEPLOYWATCH_E2E_KUBECONFIG" || { echo 'make e2e: set DEPLOYWATCH_E2E_KUBECONFIG to an admin kubeconfig of the cluster to test (make e2e-local starts a loopback one)' >&2; exit 2; }
 	$(BIN)/pytest -m e2e
 
-e2e-local: $(STAMP) ## make e2e against ../shared/realk8s, v1.24 and v1.28, each fresh, always stopped (~6 min each; E2E_PARALLEL=1: both at once)
+e2e-local: $(STAMP) ## make e2e on the loopback control plane of tests/cluster, v1.37 and v1.34, each fresh, always stopped (builds them first: needs Go)
 	.ci/e2e-local
 
 run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces

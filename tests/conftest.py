@@ -73,10 +73,10 @@ def operator_kubeconfig(cluster: Cluster, tmp_path: pathlib.Path) -> pathlib.Pat
 
 @pytest.fixture
 def control_plane(cluster: Cluster) -> ControlPlane:
-    """The loopback control plane's processes and audit log (real runs of ../shared/realk8s only)."""
+    """The loopback control plane's processes and audit log (real runs on tests/cluster only)."""
     found = ControlPlane.from_environment()
     if cluster.emulated or found is None:
-        pytest.skip('needs the control plane of ../shared/realk8s (REALK8S_DIR): make e2e-local or CI')
+        pytest.skip('needs the loopback control plane of tests/cluster (REALK8S_DIR): make e2e-local or CI')
     return found
 
 

@@ -5,7 +5,7 @@ Recording what a real kube-apiserver answers to the everyday writes a watcher se
 
 The emulator (``deploywatch.testing``) is only as good as the evidence it is
 checked against, so this takes that evidence from a real server
-(``../shared/realk8s``: kube-apiserver and kube-controller-manager, v1.24 or
+(``tests/cluster``: kube-apiserver and kube-controller-manager, v1.24 or
 v1.28) and writes it in the format of ``recordings/`` (see its README), one
 request and its response per file, with the server's ``/version`` in each.
 
@@ -96,7 +96,7 @@ STEPS: list[tuple[str, str, list[str]]] = [
 # -- talking to the server -----------------------------------------------------------------------
 
 class Server:
-    """The real server of a kubeconfig (token auth, as ``../shared/realk8s`` sets it up)."""
+    """The real server of a kubeconfig (token auth, as ``tests/cluster/up.sh`` sets it up)."""
 
     def __init__(self, kubeconfig: pathlib.Path) -> None:
         config = yaml.safe_load(kubeconfig.read_text())
@@ -381,7 +381,7 @@ def record(server: Server, out: pathlib.Path, *, kubectl: str, forbidden_token: 
     assert json.loads(data['response']['stream_lines'][0])['type'] == 'ERROR', data
     save('watch-too-old-410', data.pop('note'), data)
 
-    # The deploywatch user of ../shared/realk8s is bound to nothing.
+    # The deploywatch user of tests/cluster is bound to nothing.
     for name, note, path in [
         ('forbidden-list', 'cluster-wide LIST by a user bound to nothing', '/apis/apps/v1/deployments'),
         ('forbidden-watch', 'cluster-wide WATCH by a user bound to nothing: a 403, not a stream',

@@ -1,5 +1,5 @@
 """
-The loopback control plane of ``../shared/realk8s`` as a scenario drives it.
+The project's loopback control plane (``tests/cluster``) as a scenario drives it.
 
 Most real scenarios need only a kubeconfig (any cluster). A few need the control
 plane itself: restarting the kube-apiserver process, or reading its audit log.
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from tests.harness.identity import server_of
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-UP = pathlib.Path(os.environ.get('REALK8S_UP', REPO.parent / 'shared' / 'realk8s' / 'up.sh'))
+UP = REPO / 'tests' / 'cluster' / 'up.sh'
 
 
 class ControlPlane:
@@ -30,7 +30,7 @@ class ControlPlane:
     @classmethod
     def from_environment(cls) -> 'ControlPlane | None':
         directory = os.environ.get('REALK8S_DIR')
-        if not directory or not (pathlib.Path(directory) / 'kube-apiserver.pid').exists() or not UP.exists():
+        if not directory or not (pathlib.Path(directory) / 'kube-apiserver.pid').exists():
             return None
         return cls(pathlib.Path(directory))
 
@@ -61,11 +61,9 @@ class ControlPlane:
         """
         ``up.sh`` again: it starts only what is not running, and returns once /readyz says ok.
 
-        The stand-in kubelet is started afresh too. After a v1.28 kube-apiserver restart its
-        pod watch (plain urllib, no resourceVersion bookkeeping of its own) was seen to stay
-        silent until its 600 s read timeout, so later scenarios' pods never became ready
-        (kubelet.log: "The read operation timed out"). deploywatch's own watches are what
-        the scenarios judge; the kubelet only has to be healthy for the next one.
+        The stand-in kubelet is started afresh too: deploywatch's own watches are what the
+        scenarios judge, and the kubelet only has to be healthy for the next one without
+        waiting out its watch's timeouts.
         """
         self._stop('kubelet')
         port = str(urlsplit(server_of(self.directory / 'kubeconfig')).port)

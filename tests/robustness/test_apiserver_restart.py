@@ -1,7 +1,7 @@
 """
 A kube-apiserver restart, for real: the process stopped, then started again by ``up.sh``.
 
-Only the loopback control plane of ``../shared/realk8s`` can play it (the emulator's
+Only the loopback control plane of ``tests/cluster`` can play it (the emulator's
 outage is a refused port, not a server that comes back with empty caches): this is
 what an upgrade or a crash of the control plane does to every watcher. What it shows:
 

@@ -5,7 +5,7 @@ The overlay (``manifests/overlays/ha``) runs two replicas with Kopf peering; exa
 one, the one of higher priority, prints. A restart of the API server (the process
 stopped, then started again by ``up.sh``, as in test_apiserver_restart.py) breaks
 every watch of both replicas, the peering watch included, and answers 403 for its
-first moments. What it shows, on the loopback control plane of ``../shared/realk8s``:
+first moments. What it shows, on the loopback control plane of ``tests/cluster``:
 
 * the replicas run as a ServiceAccount bound to the overlay's rules (base RBAC plus
   ``peering.yaml``): no more is needed to ride out the restart;

@@ -65,7 +65,7 @@ def control_plane_if_real(cluster: Cluster) -> ControlPlane | None:
         return None
     found = ControlPlane.from_environment()
     if found is None:
-        pytest.skip('needs the control plane of ../shared/realk8s (REALK8S_DIR): make e2e-local or CI')
+        pytest.skip('needs the loopback control plane of tests/cluster (REALK8S_DIR): make e2e-local or CI')
     return found
 
 

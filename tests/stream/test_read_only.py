@@ -3,7 +3,7 @@ Behaviour 8: deploywatch writes nothing, and works with exactly the RBAC it ship
 
 The proof is the API server's own account of every request deploywatch sent: the
 emulated server's request log (with the RBAC verb it saw), or, in a real cluster, the
-audit log of the loopback control plane of ../shared/realk8s (skipped where there is
+audit log of the loopback control plane of tests/cluster (skipped where there is
 none: another cluster's audit log is not ours to read). The operator runs as the
 ServiceAccount of manifests/base/rbac.yaml (list and watch on deployments, nothing
 else), so a request needing more would have been a 403 and broken the stream.
