@@ -50,12 +50,16 @@ e2e-local: $(STAMP) ## make e2e on the loopback control plane of tests/cluster, 
 run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces
 	$(BIN)/kopf run operator/handlers.py --all-namespaces
 
-.PHONY: bench bench-quick
-bench: $(STAMP) ## Benchmark against kubectl, a Go informer, a raw watch loop, Kopf and today's deploywatch, and profile (~10 min; bench/results/)
+.PHONY: bench bench-quick baselines
+baselines: ## Build make bench's Go informer baseline (bench/informer, client-go v0.37) into .cache/bin; prints its path last
+	cd bench/informer && CGO_ENABLED=0 go build -trimpath -o $(CURDIR)/.cache/bin/client-go-informer .
+	@echo $(CURDIR)/.cache/bin/client-go-informer
+
+bench: $(STAMP) baselines ## Benchmark against kubectl, a Go informer, a raw watch loop, Kopf and today's deploywatch, and profile (~10 min; bench/results/)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ## The same benchmark with smaller N and M, no profile (~2 min)
+bench-quick: $(STAMP) baselines ## The same benchmark with smaller N and M, no profile (~2 min)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run --quick
 

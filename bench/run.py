@@ -19,7 +19,7 @@ users start it, with a kubeconfig pointing at the server:
 * ``today``: deploywatch as it was at :data:`REFERENCE` (``git archive``), the
   "today" that issue 13's goals are measured against, in the same run and so
   under the same machine load;
-* ``informer``: the client-go v1.24 SharedInformer of ``../shared/baselines``
+* ``informer``: the client-go v0.37 SharedInformer of ``bench/informer`` (``make baselines``)
   (unpacked once to ``bench/results/.cache``), ``-resync=0``; its row is
   skipped, with the reason, when the file is not there.
 
@@ -65,7 +65,6 @@ import datetime
 import fcntl
 import hashlib
 import json
-import lzma
 import math
 import os
 import pathlib
@@ -88,7 +87,7 @@ RESULTS = REPO / 'bench' / 'results'
 F_SETPIPE_SZ = getattr(fcntl, 'F_SETPIPE_SZ', 1031)
 PIPE_BYTES = 1 << 20  # /proc/sys/fs/pipe-max-size by default
 TOKEN = 'admin-token'  # deploywatch.testing.server.ADMIN_TOKEN, which the load server accepts
-INFORMER = REPO.parent / 'shared' / 'baselines' / 'client-go-informer.xz'
+INFORMER = REPO / '.cache' / 'bin' / 'client-go-informer'  # make baselines builds it
 CACHE = RESULTS / '.cache'
 # deploywatch "today" for issue 13's goals: the commit before any of its speed or memory work.
 REFERENCE = 'b6b12f3d298b2841dc58250c6c493dc9a5b28117'
@@ -156,18 +155,10 @@ def reference_snapshot(work: pathlib.Path, commit: str) -> pathlib.Path | None:
 
 
 def informer_binary() -> tuple[pathlib.Path | None, str]:
-    """The client-go informer, unpacked once into the cache; or None and why not."""
+    """The client-go informer that ``make baselines`` built; or None and why not."""
     if not INFORMER.is_file():
-        return None, f'{INFORMER} is not there'
-    binary = CACHE / 'client-go-informer'
-    if not binary.is_file() or binary.stat().st_mtime < INFORMER.stat().st_mtime:
-        CACHE.mkdir(parents=True, exist_ok=True)
-        partial = binary.with_suffix('.partial')
-        with lzma.open(INFORMER) as packed, partial.open('wb') as unpacked:
-            shutil.copyfileobj(packed, unpacked, 1 << 20)
-        partial.chmod(0o755)
-        partial.replace(binary)
-    return binary, ''
+        return None, f'{INFORMER} is not there: make baselines builds it (needs Go)'
+    return INFORMER, ''
 
 
 def sources_digest(root: pathlib.Path) -> str:
