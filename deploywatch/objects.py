@@ -163,6 +163,7 @@ def summarize(obj: Mapping[str, Any]) -> dict[str, Any]:
         'readyReplicas': _count(status.get('readyReplicas')),
         'updatedReplicas': _count(status.get('updatedReplicas')),
         'availableReplicas': _count(status.get('availableReplicas')),
+        'terminatingReplicas': _optional_count(status.get('terminatingReplicas')),
         'images': [
             container['image'] for container in _dicts(pod_spec.get('containers'))
             if isinstance(container.get('image'), str)
@@ -187,3 +188,8 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 def _count(value: Any, *, default: int = 0) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _optional_count(value: Any) -> int | None:
+    """A count the server may not keep at all: ``None`` says "not counted", which 0 would not."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

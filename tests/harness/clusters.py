@@ -44,6 +44,12 @@ class Cluster:
         data: Obj = json.loads(response.data)
         return data
 
+    @property
+    def minor(self) -> int:
+        """The server's Kubernetes minor version (``/version``), e.g. 37."""
+        found: Any = kubernetes.client.VersionApi(self._client).get_code()
+        return int(''.join(c for c in found.minor if c.isdigit()))
+
     def new_namespace(self, prefix: str = 'dw') -> str:
         name = f'{prefix}-{uuid.uuid4().hex[:8]}'
         self._core.create_namespace(cast(Any, factory.namespace(name)))

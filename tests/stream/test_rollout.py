@@ -15,6 +15,7 @@ import sys
 from typing import Any, cast
 
 import kubernetes
+import pytest
 
 from deploywatch.testing import controller
 from deploywatch.testing.factory import deployment
@@ -177,6 +178,37 @@ def test_a_rollout_that_never_becomes_ready_ends_failed(cluster: Cluster,
     assert failed['summary']['rollout']['message'].startswith('exceeded its progress deadline')
     assert author(failed) == ('kube-controller-manager', 'status')
     assert failed['summary']['availableReplicas'] == 0
+
+
+def test_terminating_pods_are_counted_where_the_server_counts_them(cluster: Cluster,
+                                                                   start_operator: StartOperator) -> None:
+    """
+    ``summary.terminatingReplicas`` as the real deployment controller reports it: from v1.35 on
+    (``DeploymentReplicaSetTerminatingReplicas``, beta) a rollout's old pods are counted while
+    the stand-in kubelet takes its second to stop them, and left out of ``replicas``; v1.34
+    does not count them, so the summary says ``null`` throughout, never a made-up 0.
+    """
+    if cluster.emulated:
+        pytest.skip('the pods that terminate are the real controllers\' and the stand-in kubelet\'s')
+    namespace = cluster.new_namespace()
+    kubectl = Kubectl(cluster, namespace)
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    cluster.create(deployment('web', namespace=namespace, image='nginx:1.25', replicas=2))
+    wait_rollout(operator, 'web', 'Complete', after=0)
+    mark = len(operator.events)
+    kubectl.set_image('web', 'nginx:1.27')
+    operator.wait_for(lambda e: e['name'] == 'web' and rollout_of(e) == 'Complete'
+                      and e['summary']['images'] == ['nginx:1.27']
+                      and e['summary']['terminatingReplicas'] in (0, None),
+                      what='the rollout complete, no pod terminating', after=mark, timeout=ROLLOUT_WAIT)
+    counts = [e['summary']['terminatingReplicas'] for e in operator.matching(of('web'))]
+    if cluster.minor >= 35:
+        assert None not in counts and max(counts) >= 1, counts
+        terminating = next(e for e in operator.events[mark:] if e['summary']['terminatingReplicas'])
+        status = terminating['object']['status']
+        assert terminating['summary']['terminatingReplicas'] == status['terminatingReplicas']
+    else:
+        assert counts and set(counts) == {None}, counts
 
 
 def test_two_operators_print_the_same_ids(cluster: Cluster, start_operator: StartOperator) -> None:

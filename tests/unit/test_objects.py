@@ -15,9 +15,10 @@ from deploywatch import events, objects
 from deploywatch.events import EventType
 from deploywatch.output import encode
 
-SUMMARY_TYPES = {
+SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
     'replicas': int, 'readyReplicas': int, 'updatedReplicas': int, 'availableReplicas': int,
-    'images': list, 'generation': int, 'observedGeneration': int, 'paused': bool,
+    'terminatingReplicas': (int, type(None)), 'images': list, 'generation': int, 'observedGeneration': int,
+    'paused': bool,
 }
 MOMENT = datetime.datetime(2024, 5, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -51,7 +52,7 @@ FROM_SECRET = {'name': 'TOKEN', 'valueFrom': {'secretKeyRef': {'name': 'api', 'k
 def assert_summary_types(summary: dict[str, Any]) -> None:
     assert list(summary) == list(SUMMARY_TYPES)
     for name, kind in SUMMARY_TYPES.items():
-        assert type(summary[name]) is kind, name
+        assert type(summary[name]) in (kind if isinstance(kind, tuple) else (kind,)), name
     assert all(isinstance(image, str) for image in summary['images'])
 
 
@@ -131,19 +132,31 @@ def test_clean_tolerates_odd_env_entries() -> None:
 
 # summarize
 
-def test_summarize_reads_all_eight_fields() -> None:
+def test_summarize_reads_all_nine_fields() -> None:
     raw = deployment(containers=[{'name': 'a', 'image': 'nginx:1'}, {'name': 'b', 'image': 'envoy:2'}])
     raw['spec']['paused'] = True
+    raw['status']['terminatingReplicas'] = 1
     assert objects.summarize(raw) == {
         'replicas': 2, 'readyReplicas': 1, 'updatedReplicas': 2, 'availableReplicas': 1,
+        'terminatingReplicas': 1,
         'images': ['nginx:1', 'envoy:2'], 'generation': 3, 'observedGeneration': 3, 'paused': True,
     }
+
+
+@pytest.mark.parametrize(('value', 'expected'), [(0, 0), (None, None), ('1', None), (True, None)])
+def test_summarize_terminating_replicas_null_where_the_server_does_not_count(value: Any,
+                                                                             expected: int | None) -> None:
+    raw = deployment()
+    raw['status']['terminatingReplicas'] = value
+    assert objects.summarize(raw)['terminatingReplicas'] == expected
+    del raw['status']['terminatingReplicas']  # v1.34: the field is not there at all
+    assert objects.summarize(raw)['terminatingReplicas'] is None
 
 
 def test_summarize_of_an_empty_object_gives_the_api_defaults() -> None:
     assert objects.summarize({}) == {
         'replicas': 1, 'readyReplicas': 0, 'updatedReplicas': 0, 'availableReplicas': 0,
-        'images': [], 'generation': 0, 'observedGeneration': 0, 'paused': False,
+        'terminatingReplicas': None, 'images': [], 'generation': 0, 'observedGeneration': 0, 'paused': False,
     }
 
 
