@@ -9,17 +9,28 @@ it uses the shared ``cluster`` and ``start_operator`` fixtures of tests/conftest
 instead, and so runs against a real kube-apiserver as well when
 DEPLOYWATCH_E2E_KUBECONFIG is set.
 """
+import contextlib
 import pathlib
 from collections.abc import Callable, Iterator
+from typing import Any, cast
 
+import kubernetes
 import pytest
+import yaml
 
 from deploywatch.testing import ServerThread
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import MANIFESTS, OPERATOR_TOKEN
+from tests.harness.clusters import Cluster
 from tests.harness.driver import Driver
-from tests.harness.operator import OperatorProcess
+from tests.harness.operator import OperatorProcess, eventually
+from tests.harness.realk8s import ControlPlane
 
 Start = Callable[..., OperatorProcess]
+OVERLAY = MANIFESTS / 'overlays' / 'ha'
+PEERING = 'deploywatch'
+GROUP, VERSION, PLURAL = 'kopf.dev', 'v1', 'clusterkopfpeerings'
+CRD = f'{PLURAL}.{GROUP}'
+Peers = Callable[[], dict[str, Any]]
 
 
 @pytest.fixture
@@ -43,3 +54,64 @@ def start(apiserver: ServerThread, tmp_path: pathlib.Path) -> Iterator[Start]:
     yield start
     for process in started:
         process.stop()
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all((OVERLAY / name).read_text()) if doc]
+
+
+@pytest.fixture
+def peering_object(cluster: Cluster, control_plane: ControlPlane) -> Iterator[Peers]:
+    """
+    As the admin: the overlay's ClusterKopfPeering CRD and its object ``deploywatch``;
+    what this fixture created is deleted afterwards, nothing else. Yields how to read
+    the peers the object holds (Kopf's keep-alives, by identity).
+    """
+    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    extensions = kubernetes.client.ApiextensionsV1Api(client)
+    custom = kubernetes.client.CustomObjectsApi(client)
+    created_crd = created_object = False
+    try:
+        try:
+            extensions.create_custom_resource_definition(cast(Any, _documents('peering-crd.yaml')[0]))
+            created_crd = True
+        except kubernetes.client.ApiException as error:
+            if error.status != 409:
+                raise
+        eventually(lambda: _established(extensions), what=f'the CRD {CRD} established', timeout=30)
+        try:
+            custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, PEERING)
+        except kubernetes.client.ApiException as error:
+            if error.status != 404:
+                raise
+        else:
+            pytest.skip(f'a ClusterKopfPeering {PEERING!r} exists already (not this test\'s): '
+                        'its peers would decide who leads')
+        body = next(doc for doc in _documents('peering.yaml') if doc['kind'] == 'ClusterKopfPeering')
+        eventually(lambda: _created(custom, body), what=f'the ClusterKopfPeering {PEERING!r} created',
+                   timeout=30)  # a new CRD's resource is served moments after it is established
+        created_object = True
+        yield lambda: dict(cast(dict[str, Any], custom.get_cluster_custom_object(
+            GROUP, VERSION, PLURAL, PEERING)).get('status') or {})
+    finally:
+        if created_object:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, PEERING)
+        if created_crd:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                extensions.delete_custom_resource_definition(CRD)
+
+
+def _established(extensions: Any) -> bool:
+    conditions = extensions.read_custom_resource_definition(CRD).status.conditions or []
+    return any(c.type == 'Established' and c.status == 'True' for c in conditions)
+
+
+def _created(custom: Any, body: dict[str, Any]) -> bool:
+    try:
+        custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
