@@ -52,7 +52,7 @@ run: $(STAMP) ## Run deploywatch against the current kubeconfig, all namespaces
 
 .PHONY: bench bench-quick baselines
 baselines: ## Build make bench's Go informer baseline (bench/informer, client-go v0.37) into .cache/bin; prints its path last
-	cd bench/informer && CGO_ENABLED=0 go build -trimpath -o $(CURDIR)/.cache/bin/client-go-informer .
+	cd bench/informer && PATH="$$PATH:/usr/local/go/bin" CGO_ENABLED=0 go build -buildvcs=false -trimpath -o $(CURDIR)/.cache/bin/client-go-informer .
 	@echo $(CURDIR)/.cache/bin/client-go-informer
 
 bench: $(STAMP) baselines ## Benchmark against kubectl, a Go informer, a raw watch loop, Kopf and today's deploywatch, and profile (~10 min; bench/results/)

@@ -26,6 +26,7 @@ out=${DEPLOYWATCH_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deploywatch/k8s}/$v
 sums=$(cat "$modfile" "${modfile%.mod}.sum" "$mod/etcd/main.go" "$0" | cksum | cut -d' ' -f1)
 if [ "$(cat "$out/.built" 2>/dev/null)" = "$sums" ]; then echo "$out"; exit 0; fi
 
+command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin  # where Go's own archive installs it
 command -v go >/dev/null || { echo "build.sh: needs the go command (Go 1.26 or newer) on PATH" >&2; exit 2; }
 major=${version#v}; major=${major%%.*}
 ldflags="-s -w"
@@ -39,7 +40,7 @@ started=$(date +%s)
 mkdir -p "$out"
 rm -f "$out/.built"
 cd "$mod"
-CGO_ENABLED=0 go build -modfile="$modfile" -trimpath -tags providerless -ldflags "$ldflags" -o "$out/" \
+CGO_ENABLED=0 go build -modfile="$modfile" -buildvcs=false -trimpath -tags providerless -ldflags "$ldflags" -o "$out/" \
   k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager ./etcd
 echo "$sums" > "$out/.built"
 echo "build.sh: Kubernetes $version built in $(($(date +%s) - started)) s" >&2
