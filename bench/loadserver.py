@@ -18,6 +18,11 @@ few requests watchers make, from pre-serialised bytes (``bench.objects``):
   chunk; from a resourceVersion it replays what came after it (``410`` ERROR
   when that is older than the current data set), without one it starts with
   an ADDED per object; a BOOKMARK every ``--bookmark-seconds`` when asked for.
+  A streaming list, as v1.34+ servers with WatchList on take one
+  (``sendInitialEvents=true``, or no resourceVersion or ``0`` with bookmarks
+  allowed), ends its ADDEDs with a BOOKMARK annotated
+  ``k8s.io/initial-events-end``: the client-go informer of ``bench/informer``
+  (v0.37, ``WatchListClient`` on) starts with one.
 
 It runs in its own process so that its CPU time is measurable (the driver
 reads ``/proc``) and it shares no GIL with a client. It is steered by JSON
@@ -49,6 +54,7 @@ import pathlib
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -81,6 +87,22 @@ def _kinds() -> dict[str, tuple[str, str]]:
             if '/' not in resource['name']:
                 found[f"{prefix}/{resource['name']}"] = (resource['kind'], body['groupVersion'])
     return found
+
+
+INITIAL_EVENTS_END = 'k8s.io/initial-events-end'
+
+
+def _streaming_list(query: Mapping[str, str]) -> bool:
+    """
+    Whether a watch is a streaming list: ``sendInitialEvents=true`` with bookmarks, or (as
+    ``SetListOptionsDefaults`` makes it with WatchList on) no resourceVersion or ``0``, with
+    bookmarks and without a ``resourceVersionMatch``.
+    """
+    if query.get('allowWatchBookmarks') not in ('true', '1'):
+        return False
+    if 'sendInitialEvents' in query:
+        return query['sendInitialEvents'] in ('true', '1')
+    return not query.get('resourceVersionMatch') and query.get('resourceVersion', '') in ('', '0')
 
 
 class Cluster:
@@ -221,6 +243,8 @@ class Cluster:
                 for index in range(len(self.tails)):
                     await response.write(b''.join((ADDED, self.tail(index), b'}\n')))
                 position = self.released
+                if _streaming_list(request.query):
+                    await response.write(self._initial_events_end())
             elif not since.isdigit() or int(since) < self.first - 1:
                 error = ApiError.expired_watch(int(since) if since.isdigit() else 0, self.first - 1)
                 await response.write(json.dumps({'type': 'ERROR', 'object': error.status()}).encode() + b'\n')
@@ -235,6 +259,11 @@ class Cluster:
             self.streaming -= 1
             self.watches.discard(task)
         return response
+
+    def _initial_events_end(self) -> bytes:
+        body = {'kind': 'Deployment', 'apiVersion': 'apps/v1',
+                'metadata': {'resourceVersion': str(self.rv), 'annotations': {INITIAL_EVENTS_END: 'true'}}}
+        return json.dumps({'type': 'BOOKMARK', 'object': body}, separators=(',', ':')).encode() + b'\n'
 
     async def _stream(self, response: web.StreamResponse, position: int, *, bookmarks: bool,
                       timeout: float | None) -> None:
