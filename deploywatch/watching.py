@@ -92,6 +92,7 @@ from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._cogs.structs import references as kopf_references
+from kopf._core.reactor import orchestration as kopf_orchestration
 
 from deploywatch import streaming
 from deploywatch.metrics import METRICS, Watch
@@ -135,7 +136,8 @@ def check() -> None:
     """Fail loudly if the installed Kopf lacks a piece this module builds on."""
     for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'streaming_block'),
                          (kopf_watching, 'Bookmark'), (kopf_references, 'match_namespace'),
-                         (kopf_api, 'request'), *streaming.NEEDED]:
+                         (kopf_api, 'request'), (kopf_orchestration, 'terminate_redundancies'),
+                         *streaming.NEEDED]:
         if not hasattr(module, name):
             raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
 
@@ -184,8 +186,40 @@ def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, restore
                          **kwargs)
 
     kopf_watching.infinite_watch = infinite_watch
+    kopf_orchestration.terminate_redundancies = _ending_namespaces(kopf_orchestration.terminate_redundancies,
+                                                                   deliver=deliver, unlisted=unlisted)
     kopf_api.request = _noting_answers(kopf_api.request)
     logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
+
+
+def _ending_namespaces(terminate: Callable[..., Any], *, deliver: Deliver,
+                       unlisted: Inferrer) -> Callable[..., Any]:
+    """
+    Kopf's ``terminate_redundancies``, then an inferred DELETED for each Deployment known in a
+    namespace whose watch it stopped because the namespace left the scope.
+
+    With globs, Kopf's namespace observer drops a namespace as soon as it is terminating
+    with status conditions (``observation.is_deleted``). The namespace controller sets them
+    on its first pass, and from v1.33 on (ordered namespace deletion) it deletes the pods
+    first and the Deployments only after: the watch is gone before their DELETED is sent
+    (seen on v1.34 and v1.37). This runs only when the orchestrator drops namespaces while
+    the operator goes on, never at shutdown (Kopf then cancels its tasks without it).
+    """
+    async def terminate_redundancies(*, remaining_resources: Any, remaining_namespaces: Any, ensemble: Any,
+                                     **kwargs: Any) -> None:
+        left = sorted({key.namespace for key in ensemble.get_keys() if key.namespace is not None
+                       and _is_deployments(key.resource) and key.namespace not in remaining_namespaces})
+        await terminate(remaining_resources=remaining_resources, remaining_namespaces=remaining_namespaces,
+                        ensemble=ensemble, **kwargs)
+        for namespace in left:
+            gone = unlisted(namespace, set())
+            if gone:
+                logger.info(f"Namespace {namespace!r} left the scope (deleted, or no longer matching): "
+                            f"{len(gone)} Deployment(s) in it end with an inferred DELETED.")
+            for obj in gone:
+                deliver('DELETED', obj, True)
+
+    return terminate_redundancies
 
 
 def _noting_answers(request: Callable[..., Any]) -> Callable[..., Any]:
