@@ -38,6 +38,13 @@ class ControlPlane:
     def version(self) -> str:
         return (self.directory / 'version').read_text().strip()
 
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (plain http on 127.0.0.1): up.sh's kube-apiserver port minus 4064."""
+        port = urlsplit(server_of(self.directory / 'kubeconfig')).port
+        assert port is not None, 'the kubeconfig names no port'
+        return f'http://127.0.0.1:{port - 4064}'
+
     def _pid(self, name: str) -> int:
         return int((self.directory / f'{name}.pid').read_text())
 
