@@ -3,7 +3,9 @@ The parts of kube-controller-manager that change Deployments, as tests need them
 
 * :func:`rolled_out` is the status the deployment controller writes once a
   rollout has finished (all replicas updated, ready and available), with the
-  ``deployment.kubernetes.io/revision`` annotation it keeps. Tests write it
+  ``deployment.kubernetes.io/revision`` annotation it keeps, as the controller
+  of a given version writes it (v1.37's adds ``terminatingReplicas``: 0,
+  ``v1.37/get-after-rollout.json``). Tests write it
   through the ``status`` subresource, as the controller does, which leaves
   ``generation`` alone: the status-only change deploywatch must report.
 * :class:`GarbageCollector` finishes foreground deletions: it removes the
@@ -14,23 +16,27 @@ import asyncio
 import copy
 from typing import Any
 
+from deploywatch.testing import versions
 from deploywatch.testing.store import Change, Store
 
 REVISION = 'deployment.kubernetes.io/revision'
 
 
-def rolled_out(obj: dict[str, Any], *, time: str) -> dict[str, Any]:
-    """The whole object with the status of a finished rollout (for a PUT to /status)."""
+def rolled_out(obj: dict[str, Any], *, time: str,
+               version: versions.KubeVersion = versions.DEFAULT) -> dict[str, Any]:
+    """The whole object with the status of a finished rollout (for a PUT to /status), as
+    ``version``'s deployment controller writes it (its store's ``version``, where known)."""
     new = copy.deepcopy(obj)
     replicas = new.get('spec', {}).get('replicas', 1)
     annotations = new['metadata'].setdefault('annotations', {})
     annotations.setdefault(REVISION, '1')
+    counts = {'replicas': replicas, 'updatedReplicas': replicas, 'readyReplicas': replicas,
+              'availableReplicas': replicas} if replicas else {}  # zero counts are omitted (omitempty)
+    if version.terminating_replicas:
+        counts['terminatingReplicas'] = 0  # a pointer: its 0 is written (sync.go's calculateStatus)
     new['status'] = {
         'observedGeneration': new['metadata'].get('generation', 1),
-        'replicas': replicas,
-        'updatedReplicas': replicas,
-        'readyReplicas': replicas,
-        'availableReplicas': replicas,
+        **counts,
         'conditions': [
             {'type': 'Available', 'status': 'True', 'lastUpdateTime': time,
              'lastTransitionTime': time, 'reason': 'MinimumReplicasAvailable',
@@ -40,9 +46,6 @@ def rolled_out(obj: dict[str, Any], *, time: str) -> dict[str, Any]:
              'message': f'ReplicaSet "{new["metadata"]["name"]}" has successfully progressed.'},
         ],
     }
-    if not replicas:
-        for field in ('replicas', 'updatedReplicas', 'readyReplicas', 'availableReplicas'):
-            del new['status'][field]  # zero counts are omitted, as the Go structs do
     return new
 
 

@@ -122,7 +122,7 @@ def _scale(store: Store, name: str, replicas: int, namespace: str = 'default') -
 
 
 def _roll_out(store: Store, name: str) -> None:
-    obj = controller.rolled_out(store.get(DEPLOYMENTS, 'default', name), time=now())
+    obj = controller.rolled_out(store.get(DEPLOYMENTS, 'default', name), time=now(), version=store.version)
     store.update(DEPLOYMENTS, 'default', name, obj, manager='kube-controller-manager', subresource='status')
 
 

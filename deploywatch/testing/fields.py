@@ -14,7 +14,7 @@ instead of giving every writer the whole object:
   changed (an Update always wins);
 * a manager left owning nothing has no entry; the writer's entry gets the
   write's time (on v1.24 only if its field set changed: ``versions``), except
-  a write through ``/scale``, whose entry has no ``time`` at all (both v1.24 and v1.28: ``v1.*/scale.json``);
+  a write through ``/scale``, whose entry has no ``time`` at all (every version: ``v1.*/scale.json``);
 * a field set is FieldsV1: ``f:<name>`` for struct and map members,
   ``k:{...}`` for items of lists keyed by merge keys (containers by name, ports by
   containerPort and protocol, ...), ``v:<value>`` for set-like lists
@@ -56,7 +56,7 @@ def record(old: Obj, new: Obj, *, manager: str, subresource: str | None, time: s
     """Set ``new``'s managedFields for a write by ``manager`` that turned ``old`` into ``new``.
 
     ``stamp_unchanged``: give the writer's entry the new time even when its field set is
-    the same as before (v1.28 does, v1.24 does not: ``versions``).
+    the same as before (v1.28 and later do, v1.24 does not: ``versions``).
     """
     before, after = nodes(old), nodes(new)
     added = after.keys() - before.keys()

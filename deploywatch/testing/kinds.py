@@ -17,11 +17,16 @@ moves. The Deployment rules here follow that file and the recordings in
   ``autoscaling/v1`` Scale (``scale``); it is an update of the spec, so it moves
   ``generation``.
 
-All of it is the same on v1.24 and v1.28 (``recordings/v1.*``).
+All of it is the same on every recorded version (``recordings/v1.*``) but for how
+the objects are written (``versions``): an unset ``creationTimestamp`` (a pod
+template's, a BOOKMARK's) is ``null`` up to v1.28 and left out since, and
+``status.terminatingReplicas`` is kept by a status update only where it is on.
 """
 import copy
 import dataclasses
 from typing import Any
+
+from deploywatch.testing.versions import KubeVersion
 
 Obj = dict[str, Any]
 
@@ -60,40 +65,46 @@ def find(group: str, version: str, plural: str) -> ResourceType | None:
     return None
 
 
-def prepare_create(resource: ResourceType, obj: Obj) -> None:
+def prepare_create(resource: ResourceType, obj: Obj, *, version: KubeVersion) -> None:
     if resource.has_status:
         obj['status'] = {}
     if resource is DEPLOYMENTS:
         obj['metadata']['generation'] = 1
-        _default_deployment(obj)
+        _default_deployment(obj, version)
     elif resource is NAMESPACES:
         obj['spec'] = {'finalizers': ['kubernetes']}
         obj['status'] = {'phase': 'Active'}
         obj['metadata'].setdefault('labels', {})['kubernetes.io/metadata.name'] = obj['metadata']['name']
 
 
-def prepare_update(resource: ResourceType, new: Obj, old: Obj) -> None:
+def prepare_update(resource: ResourceType, new: Obj, old: Obj, *, version: KubeVersion) -> None:
     if resource.has_status:
         new['status'] = copy.deepcopy(old.get('status', {}))
     if resource is DEPLOYMENTS:
-        _default_deployment(new)
+        _default_deployment(new, version)
         if (new.get('spec') != old.get('spec')
                 or new['metadata'].get('annotations') != old['metadata'].get('annotations')):
             new['metadata']['generation'] = old['metadata'].get('generation', 0) + 1
 
 
-def prepare_status_update(resource: ResourceType, new: Obj, old: Obj) -> None:
+def prepare_status_update(resource: ResourceType, new: Obj, old: Obj, *, version: KubeVersion) -> None:
     new['spec'] = copy.deepcopy(old.get('spec'))
     labels = old['metadata'].get('labels')
     new['metadata'].pop('labels', None)
     if labels is not None:
         new['metadata']['labels'] = copy.deepcopy(labels)
+    status = new.get('status')
+    if (resource is DEPLOYMENTS and not version.terminating_replicas and isinstance(status, dict)
+            and 'terminatingReplicas' not in (old.get('status') or {})):
+        # Unknown before v1.33, then behind an alpha gate: dropped unless already stored
+        # (strategy.go's dropDisabledStatusFields).
+        status.pop('terminatingReplicas', None)
 
 
-def empty(resource: ResourceType) -> Obj:
+def empty(resource: ResourceType, *, version: KubeVersion) -> Obj:
     """The empty object of a kind, as the Go structs serialise it: what a create is compared with
     to find the fields its manager set (``fields``)."""
-    obj = bookmark(resource, '')
+    obj = bookmark(resource, '', version=version)
     del obj['metadata']['resourceVersion']
     obj.get('spec', {}).pop('replicas', None)  # *int32, omitempty: absent from an empty apps/v1 object
     return obj
@@ -129,17 +140,17 @@ def _selector_string(selector: Any) -> str:
     return ','.join(text for _, text in sorted(requirements))
 
 
-def bookmark(resource: ResourceType, resource_version: str) -> Obj:
+def bookmark(resource: ResourceType, resource_version: str, *, version: KubeVersion) -> Obj:
     """A BOOKMARK object: an empty object of the kind, as the Go structs serialise it."""
+    unset = {'creationTimestamp': None} if version.null_creation_timestamps else {}  # omitzero since v1.33
     obj: Obj = {
         'kind': resource.kind,
         'apiVersion': resource.api_version,
-        'metadata': {'resourceVersion': resource_version, 'creationTimestamp': None},
+        'metadata': {'resourceVersion': resource_version, **unset},
     }
-    if resource is DEPLOYMENTS:  # exactly as recorded in watch-stream.json
+    if resource is DEPLOYMENTS:  # exactly as recorded in watch-stream.json and v1.*/watch-everyday.json
         obj['spec'] = {'replicas': 0, 'selector': None,
-                       'template': {'metadata': {'creationTimestamp': None},
-                                    'spec': {'containers': None}},
+                       'template': {'metadata': dict(unset), 'spec': {'containers': None}},
                        'strategy': {}}
         obj['status'] = {}
     elif resource.has_status:
@@ -148,7 +159,7 @@ def bookmark(resource: ResourceType, resource_version: str) -> Obj:
     return obj
 
 
-def _default_deployment(obj: Obj) -> None:
+def _default_deployment(obj: Obj, version: KubeVersion) -> None:
     """The defaults kube-apiserver fills in (pkg/apis/apps/v1/defaults.go and core's)."""
     spec = obj.setdefault('spec', {})
     if not isinstance(spec, dict):
@@ -168,8 +179,11 @@ def _default_deployment(obj: Obj) -> None:
     if not isinstance(template, dict):
         return
     template_metadata = template.setdefault('metadata', {})
-    if isinstance(template_metadata, dict):
-        template_metadata.setdefault('creationTimestamp', None)
+    if isinstance(template_metadata, dict):  # a zero metav1.Time: null, or left out (omitzero)
+        if version.null_creation_timestamps:
+            template_metadata.setdefault('creationTimestamp', None)
+        elif template_metadata.get('creationTimestamp', '') is None:
+            del template_metadata['creationTimestamp']
     pod_spec = template.get('spec')
     if not isinstance(pod_spec, dict):
         return

@@ -16,14 +16,18 @@ event with a 410 ``Status`` and ends the stream when that version is too old
 (``watch-too-old-410.json``). With ``allowWatchBookmarks`` it sends BOOKMARKs as
 the apiserver's cacher does (``v1.*/watch-bookmarks-*.json``): it looks every
 ``bookmark_interval`` seconds from the start of the watch (the cacher's minute),
-and once more 2 s before the watch's deadline, and sends one only when an object
-of the watched resource type has changed after the watch's resourceVersion,
-carrying the version of the last such change. That change may be in any
-namespace and match no selector of the watch; a watch of a quiet cluster gets
-none; v1.28 sends none to a watch without a resourceVersion. It ends after
-``timeoutSeconds`` or, when none is asked for, after a
-random time between one and two ``min_request_timeout`` (the apiserver's
-``--min-request-timeout`` behaviour).
+and once more 2 s before the watch's deadline, and sends one only when the
+version its watch cache has processed for the resource type is newer than the
+watch's resourceVersion, carrying that version: the last change to an object of
+the type (in any namespace, matching the watch's selector or not) or, from
+v1.34, a later version of the cluster the cache caught up with
+(``Store.refresh_watch_cache``: every ``cache_refresh_interval`` and at each
+consistent LIST), so that a watch of quiet Deployments gets BOOKMARKs there and
+none on v1.24 and v1.28. v1.28 sends none to a watch without a resourceVersion;
+from v1.34 such a watch (or one from "0") ends its ADDEDs with a BOOKMARK
+annotated ``k8s.io/initial-events-end``. It ends after ``timeoutSeconds`` or,
+when none is asked for, after a random time between one and two
+``min_request_timeout`` (the apiserver's ``--min-request-timeout`` behaviour).
 
 Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
 ones do.
@@ -70,14 +74,21 @@ class ApiServer:
             bookmark_interval: float = 60.0,
             min_request_timeout: float = 1800.0,
             version: versions.KubeVersion | None = None,
+            cache_refresh_interval: float | None = None,
     ) -> None:
         """``version``: the kube-apiserver to answer as (``versions``), for a store made here;
-        a given store brings its own."""
+        a given store brings its own. ``cache_refresh_interval``: how often the watch caches
+        catch up with the store where the version's cacher follows the cluster
+        (``Store.refresh_watch_cache``; kube-apiserver: every 1 to 1.5 minutes); by default
+        every ``bookmark_interval`` (the cacher's minute), ``0``: only when a LIST or a test asks."""
         self.store = store if store is not None else Store(version=version or versions.DEFAULT)
         self.log = RequestLog()
         self.users: dict[str, User] = {ADMIN_TOKEN: User('admin', ADMIN_TOKEN, ADMIN)}
         self.bookmark_interval = bookmark_interval
+        self.cache_refresh_interval = (bookmark_interval if cache_refresh_interval is None
+                                       else cache_refresh_interval)
         self.min_request_timeout = min_request_timeout
+        self._refresher: asyncio.Task[None] | None = None
         self.faults = Faults()
         self._watches: set[asyncio.Task[Any]] = set()
 
@@ -87,13 +98,27 @@ class ApiServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route('*', '/{tail:.*}', self._handle)
+        app.on_startup.append(self._start_refresher)
         app.on_shutdown.append(self._close_watches)
         app.on_response_prepare.append(_audit_id)
         return app
 
     async def _close_watches(self, _: web.Application) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
         for task in list(self._watches):
             task.cancel()
+
+    async def _start_refresher(self, _: web.Application) -> None:
+        if self.store.version.cacher_follows_the_cluster and self.cache_refresh_interval > 0:
+            self._refresher = asyncio.create_task(self._refresh_watch_caches())
+
+    async def _refresh_watch_caches(self) -> None:
+        """The resource size estimator of kube-apiserver v1.34+: every so often it waits for the
+        watch cache to be fresh, which asks etcd for a progress notification."""
+        while True:
+            await asyncio.sleep(self.cache_refresh_interval)
+            self.store.refresh_watch_cache()
 
     # -- routing -------------------------------------------------------------------------
 
@@ -157,6 +182,8 @@ class ApiServer:
         agent = request.headers.get('User-Agent', 'unknown')
         manager = request.query.get('fieldManager') or agent.split('/')[0]
         if verb == 'list':
+            if not request.query.get('resourceVersion') and not request.query.get('continue'):
+                store.refresh_watch_cache(resource)  # a consistent LIST waits for a fresh watch cache
             return _json(store.list_objects(
                 resource, route.namespace,
                 selector=_selector(request),
@@ -207,9 +234,9 @@ class ApiServer:
         query = request.query
         selector = _selector(request)
         bookmarks = query.get('allowWatchBookmarks') in ('true', '1')
-        if not query.get('resourceVersion') and self.store.version.minor >= 28:
-            # v1.28 serves a watch without a resourceVersion from etcd, not from its cacher: no
-            # BOOKMARK ever (v1.*/watch-bookmarks-no-version.json: v1.24's cacher sends them).
+        if not query.get('resourceVersion') and not self.store.version.unversioned_watch_bookmarks:
+            # v1.28 sends a watch without a resourceVersion no BOOKMARK ever
+            # (v1.*/watch-bookmarks-no-version.json: the cachers of the others send them).
             bookmarks = False
         timeout = (float(query['timeoutSeconds']) if query.get('timeoutSeconds')
                    else random.uniform(self.min_request_timeout, 2 * self.min_request_timeout))
@@ -229,6 +256,12 @@ class ApiServer:
             events = self._initial_events(resource, namespace, selector, since)
             # The watch's own version: a BOOKMARK needs a change after it ("0": from now on).
             start = self.store.resource_version if since == '0' else int(since)
+            if since == '0' and bookmarks and self.store.version.initial_events_end_bookmark:
+                # WatchList (v1.34+) gives such a watch sendInitialEvents=true: its ADDEDs end with
+                # a BOOKMARK so annotated (v1.*/watch-bookmarks-no-version.json).
+                end = kinds.bookmark(resource, str(start), version=self.store.version)
+                end['metadata']['annotations'] = {'k8s.io/initial-events-end': 'true'}
+                events.append({'type': 'BOOKMARK', 'object': end})
         except ApiError as error:
             events = [{'type': 'ERROR', 'object': error.status()}]
             timeout = 0  # the error is the whole stream
@@ -277,7 +310,8 @@ class ApiServer:
 
         The cacher looks at a watch one bookmark period after it began, then one period after
         each look, and 2 s before its deadline; it sends a BOOKMARK with the last resourceVersion
-        it processed for the resource type (any namespace, any labels), and only when that is
+        it processed for the resource type (any namespace, any labels; from v1.34 also one its
+        watch cache caught up with, ``Store.watch_cache_version``), and only when that is
         newer than the watch's ``start`` (``v1.*/watch-bookmarks-*.json``). ``last`` is that
         version as this stream has taken the changes off its queue, so that a BOOKMARK never
         overtakes an event still to be sent.
@@ -297,9 +331,12 @@ class ApiServer:
                 change = await asyncio.wait_for(queue.get(), timeout=max(wait, 0))
             except TimeoutError:
                 if next_bookmark is not None and loop.time() >= next_bookmark:
+                    # The queue is empty: every change so far is sent, and a refresh is not ahead of them.
+                    last = max(last, self.store.watch_cache_version(resource))
                     if last > start:
                         await sender.send(_line({'type': 'BOOKMARK',
-                                                 'object': kinds.bookmark(resource, str(last))}))
+                                                 'object': kinds.bookmark(resource, str(last),
+                                                                         version=self.store.version)}))
                     next_bookmark = next_look(loop.time())
                 continue
             if change.resource is resource:

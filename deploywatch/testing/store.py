@@ -82,6 +82,7 @@ class Store:
         self._compacted = first_resource_version  # etcd: an exact LIST may read from here or later
         self.resource_version = first_resource_version
         self._last_change: dict[ResourceType, int] = {}  # per resource type, kept across compactions
+        self._caught_up: dict[ResourceType, int] = {}  # per resource type: refresh_watch_cache's version
         self._subscribers: list[Subscriber] = []
 
     # -- reading ---------------------------------------------------------------------------
@@ -199,8 +200,8 @@ class Store:
         metadata['uid'] = str(uuid.uuid4())
         metadata['creationTimestamp'] = self.clock()
         metadata.pop('managedFields', None)
-        kinds.prepare_create(resource, obj)
-        self._record_manager(kinds.empty(resource), obj, manager, subresource=None)
+        kinds.prepare_create(resource, obj, version=self.version)
+        self._record_manager(kinds.empty(resource, version=self.version), obj, manager, subresource=None)
         return self._write(resource, (namespace, name), obj, previous=None)
 
     def inject(self, resource: ResourceType, namespace: str, obj: Obj) -> Obj:
@@ -241,9 +242,9 @@ class Store:
                 new['metadata'].pop(field, None)
         new['kind'], new['apiVersion'] = resource.kind, resource.api_version
         if subresource == 'status':
-            kinds.prepare_status_update(resource, new, old)
+            kinds.prepare_status_update(resource, new, old, version=self.version)
         else:
-            kinds.prepare_update(resource, new, old)
+            kinds.prepare_update(resource, new, old, version=self.version)
         if new == old:
             return copy.deepcopy(old)  # a no-op write: no new version, no event
         self._record_manager(old, new, manager, subresource=subresource)
@@ -352,6 +353,25 @@ class Store:
     def last_change(self, resource: ResourceType) -> int:
         """The resourceVersion of the last write to an object of this type (0 before any)."""
         return self._last_change.get(resource, 0)
+
+    def refresh_watch_cache(self, resource: ResourceType | None = None) -> None:
+        """
+        A progress notification from etcd: the watch cache of a resource type (or of every
+        one) catches up with the store's resourceVersion, though none of its objects changed.
+
+        Only on versions whose cacher follows the cluster (``KubeVersion.cacher_follows_the_cluster``:
+        since v1.34, the apiserver's resource size estimator asks etcd for one about once a minute,
+        and a LIST from the cache waits for one); elsewhere nothing happens.
+        """
+        if not self.version.cacher_follows_the_cluster:
+            return
+        for each in kinds.ALL if resource is None else (resource,):
+            self._caught_up[each] = self.resource_version
+
+    def watch_cache_version(self, resource: ResourceType) -> int:
+        """The last resourceVersion the watch cache of a resource type processed, which its
+        BOOKMARKs carry: its last change's, or a later one ``refresh_watch_cache`` brought."""
+        return max(self.last_change(resource), self._caught_up.get(resource, 0))
 
     def _publish(self, change: Change) -> None:
         self._last_change[change.resource] = change.resource_version

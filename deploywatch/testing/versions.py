@@ -1,14 +1,13 @@
 """
 The kube-apiserver versions the emulator can answer as, and what differs between them.
 
-Recorded side by side (``tests/emulator/recordings/v1.24`` and ``v1.28``, the same
-kubectl session against each), the two versions answer every request a watcher
-makes alike but for one thing: when a manager's ``managedFields`` entry gets a
-new ``time``. v1.24 leaves an entry alone unless the manager's field set changes
-(a second ``kubectl apply`` that only changes a value keeps the first apply's
-time, and so do the deployment controller's writes that only change counts);
-v1.28 stamps the writer's entry on every write that changes the object.
-Everything else follows the same rules (``fields``, ``kinds``).
+Every version here is recorded (``tests/emulator/recordings/v1.*``: the same
+kubectl session and watches against each) and every difference the recordings
+show is a field of :class:`KubeVersion`, so that ``tests/emulator`` can hold the
+emulator to each. ``DEFAULT`` is the newest, v1.37: a watcher meets it in new
+clusters, so the emulator answers as it unless a test pins an older one (the
+older ones stay modelled: clusters still run them, and their recordings stay
+tested). What all versions do alike follows the same rules (``fields``, ``kinds``).
 """
 import dataclasses
 from typing import Any
@@ -20,16 +19,48 @@ class KubeVersion:
     git_version: str
     go_version: str
     every_write_stamps_its_manager: bool
-    """v1.28: the writer's managedFields ``time`` moves even when its field set does not."""
+    """v1.28+: the writer's managedFields ``time`` moves even if its field set does not (v1.24: not)."""
+    unversioned_watch_bookmarks: bool
+    """v1.24, v1.34, v1.37: a watch without a resourceVersion gets BOOKMARKs (cacher); v1.28: none."""
+    initial_events_end_bookmark: bool
+    """v1.34+: a watch from no or "0" resourceVersion ends its ADDEDs with a BOOKMARK; v1.24, v1.28: not."""
+    cacher_follows_the_cluster: bool
+    """v1.34+: the watch cache's version (BOOKMARKs') catches up with the cluster's; v1.24, v1.28: not."""
+    null_creation_timestamps: bool
+    """v1.24, v1.28: an unset ``creationTimestamp`` is ``null`` (BOOKMARK, template); v1.34+: left out."""
+    compatibility_versions: bool
+    """v1.34, v1.37: ``/version`` has ``emulation*``, ``minCompatibility*`` (v1.31+); v1.24, v1.28: not."""
+    terminating_replicas: bool
+    """v1.37: ``status.terminatingReplicas`` is on (v1.35+), 0 too; v1.24-v1.34: a status write drops it."""
 
     def version_body(self) -> dict[str, Any]:
         """``GET /version``, with the fields the recorded ``version.json`` has."""
-        return {'major': '1', 'minor': str(self.minor), 'gitVersion': self.git_version,
+        body = {'major': '1', 'minor': str(self.minor)}
+        if self.compatibility_versions:  # KEP-4330
+            body.update({'emulationMajor': '1', 'emulationMinor': str(self.minor),
+                         'minCompatibilityMajor': '1', 'minCompatibilityMinor': str(self.minor - 1)})
+        return {**body, 'gitVersion': self.git_version,
                 'gitCommit': '0000000000000000000000000000000000000000', 'gitTreeState': 'clean',
                 'buildDate': '2023-08-15T00:00:00Z', 'goVersion': self.go_version, 'compiler': 'gc',
                 'platform': 'linux/amd64'}
 
 
-V1_24 = KubeVersion(24, 'v1.24.17', 'go1.20.10', every_write_stamps_its_manager=False)
-V1_28 = KubeVersion(28, 'v1.28.0', 'go1.20.7', every_write_stamps_its_manager=True)
-DEFAULT = V1_24
+V1_24 = KubeVersion(24, 'v1.24.17', 'go1.20.10', every_write_stamps_its_manager=False,
+                    unversioned_watch_bookmarks=True, initial_events_end_bookmark=False,
+                    cacher_follows_the_cluster=False, null_creation_timestamps=True,
+                    compatibility_versions=False, terminating_replicas=False)
+V1_28 = KubeVersion(28, 'v1.28.0', 'go1.20.7', every_write_stamps_its_manager=True,
+                    unversioned_watch_bookmarks=False, initial_events_end_bookmark=False,
+                    cacher_follows_the_cluster=False, null_creation_timestamps=True,
+                    compatibility_versions=False, terminating_replicas=False)
+V1_34 = KubeVersion(34, 'v1.34.4', 'go1.26.8', every_write_stamps_its_manager=True,
+                    unversioned_watch_bookmarks=True, initial_events_end_bookmark=True,
+                    cacher_follows_the_cluster=True, null_creation_timestamps=False,
+                    compatibility_versions=True, terminating_replicas=False)
+V1_37 = KubeVersion(37, 'v1.37.2', 'go1.26.8', every_write_stamps_its_manager=True,
+                    unversioned_watch_bookmarks=True, initial_events_end_bookmark=True,
+                    cacher_follows_the_cluster=True, null_creation_timestamps=False,
+                    compatibility_versions=True, terminating_replicas=True)
+RECORDED = {'v1.24': V1_24, 'v1.28': V1_28, 'v1.34': V1_34, 'v1.37': V1_37}
+"""Every version recorded in ``tests/emulator/recordings``, by its folder's name."""
+DEFAULT = V1_37

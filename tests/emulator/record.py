@@ -5,8 +5,8 @@ Recording what a real kube-apiserver answers to the everyday writes a watcher se
 
 The emulator (``deploywatch.testing``) is only as good as the evidence it is
 checked against, so this takes that evidence from a real server
-(``tests/cluster``: kube-apiserver and kube-controller-manager, v1.24 or
-v1.28) and writes it in the format of ``recordings/`` (see its README), one
+(``tests/cluster``: kube-apiserver and kube-controller-manager of one minor:
+v1.24, v1.28, v1.34, v1.37 so far) and writes it in the format of ``recordings/`` (see its README), one
 request and its response per file, with the server's ``/version`` in each.
 
 The kubectl commands people actually run (``apply``, ``scale``, ``set image``,

@@ -1,7 +1,8 @@
 """
 Replaying the recorded kube-apiserver exchanges (``recordings/``) against the emulator.
 
-The recordings are raw HTTP exchanges with a real kube-apiserver v1.24 (see
+The recordings are raw HTTP exchanges with real kube-apiservers (v1.24 at the
+top of ``recordings/``, each other version in its own ``v1.*`` folder: see
 ``recordings/README.md``); they are copied here byte for byte so that the tests
 do not depend on anything outside the repository. This module loads them,
 talks plain HTTP to a :class:`ServerThread` (``urllib`` for requests, a raw

@@ -1,8 +1,8 @@
 """
-The emulator answers the everyday writes as real kube-apiservers v1.24 and v1.28 did.
+The emulator answers the everyday writes as real kube-apiservers v1.24 to v1.37 did.
 
-``recordings/v1.24`` and ``recordings/v1.28`` hold the same session recorded from
-each version by ``record.py``: kubectl's apply (create, then an env value
+``recordings/v1.*`` hold the same session recorded from each version
+(``versions.RECORDED``) by ``record.py``: kubectl's apply (create, then an env value
 changed), scale, set image, rollout pause, annotate and label, with one watch
 across all of it, the deployment controller's status writes in between, a watch
 from a forgotten version, and a user bound to nothing. Each test sends the
@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 
 from deploywatch.testing import ApiServer, ServerThread, User, factory, versions
+from deploywatch.testing.controller import rolled_out
 from tests.emulator.replay import BASE, Client, Obj, Response, Watch, recording
 
-VERSIONS = {'v1.24': versions.V1_24, 'v1.28': versions.V1_28}
+VERSIONS = versions.RECORDED
 CONTROLLER = '<controller>'
 STEPS = ['apply-create', 'apply-update', 'scale', 'set-image', 'rollout-pause', 'annotate', 'label']
 FORBIDDEN = ['forbidden-list', 'forbidden-watch', 'forbidden-list-namespaced', 'forbidden-get',
@@ -194,6 +195,32 @@ def test_gets_answer_the_recorded_object(replayed: Replay, name: str) -> None:
     recorded = recording(f'{replayed.version}/{name}')['response']['body']
     mine = replayed.after_rollout if name == 'get-after-rollout' else replayed.final
     assert normalised(mine) == normalised(recorded)
+
+
+def test_the_emulated_controller_writes_the_recorded_status(replayed: Replay) -> None:
+    """``controller.rolled_out`` of the version: the fields the real controller wrote once the rollout
+    was done (v1.37: ``terminatingReplicas``: 0 too), and the apiserver kept."""
+    recorded = recording(f'{replayed.version}/get-after-rollout')['response']['body']
+    version = VERSIONS[replayed.version]
+    mine = rolled_out(replayed.after_rollout, time='2026-01-01T10:00:00Z', version=version)['status']
+
+    assert list(mine) == list(recorded['status'])  # in the order Go writes them
+    assert {k: v for k, v in mine.items() if k != 'conditions'} == {
+        k: v for k, v in recorded['status'].items() if k != 'conditions'}
+    assert [(c['type'], c['status'], c['reason']) for c in mine['conditions']] == [
+        (c['type'], c['status'], c['reason']) for c in recorded['status']['conditions']]
+    # What a newer controller writes, an apiserver without the field drops (strategy.go).
+    newest = rolled_out(replayed.after_rollout, time='2026-01-01T10:00:00Z', version=versions.V1_37)
+    with ServerThread(ApiServer(version=version), garbage_collector=False) as server:
+        client = Client(server.url)
+        assert client.request('POST', '/api/v1/namespaces', factory.namespace('rec')).status == 201
+        body = recording(f'{replayed.version}/apply-create')['request']['body']
+        created = client.request('POST', BASE, body)
+        assert created.status == 201, created.raw
+        newest['metadata']['resourceVersion'] = created.body['metadata']['resourceVersion']
+        written = client.request('PUT', f'{BASE}/web/status', newest)
+    assert written.status == 200, written.raw
+    assert written.body['status'].keys() == recorded['status'].keys()
 
 
 # -- errors --------------------------------------------------------------------------------------

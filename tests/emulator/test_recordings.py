@@ -1,6 +1,10 @@
 """
 The emulated API server answers as the real kube-apiserver v1.24 did in ``recordings/``.
 
+These recordings (the top of ``recordings/``) are of v1.24, so the emulator answers as
+v1.24 here (``VERSION``); ``test_real_writes`` and ``test_recorded_bookmarks`` replay the
+newer ones.
+
 Every test replays recorded requests against a fresh emulator and compares the
 answers with the recorded ones. Only what is specific to one run is normalised
 (see ``replay.normalise``): uids, timestamps, resourceVersion numbers (their
@@ -22,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from deploywatch.testing import ApiServer, Rule, ServerThread, User, factory
+from deploywatch.testing import ApiServer, Rule, ServerThread, User, factory, versions
 from tests.emulator.replay import (
     BASE,
     MERGE_PATCH,
@@ -35,6 +39,7 @@ from tests.emulator.replay import (
     recording,
 )
 
+VERSION = versions.V1_24  # what recorded these
 READ_ONLY_TOKEN = 'read-only-token'
 BOOKMARK_INTERVAL = 0.2
 UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
@@ -42,7 +47,7 @@ UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 @pytest.fixture
 def server() -> Iterator[ServerThread]:
-    api = ApiServer(bookmark_interval=BOOKMARK_INTERVAL)
+    api = ApiServer(bookmark_interval=BOOKMARK_INTERVAL, version=VERSION)
     reader = Rule(frozenset({'get', 'list', 'watch'}), frozenset({'apps'}), frozenset({'deployments'}))
     api.add_user(User('deploywatch', READ_ONLY_TOKEN, (reader,)))
     with ServerThread(api, garbage_collector=False) as thread:
@@ -488,7 +493,8 @@ def test_watch_from_a_too_old_version_is_one_error_event(server: ServerThread, c
 
 def test_the_emulators_garbage_collector_finishes_a_foreground_delete_as_recorded() -> None:
     recorded = [e for e in recorded_events('watch-stream') if e['object']['metadata'].get('name') == 'w3']
-    with ServerThread() as server:  # with its own garbage collector, as the operator's tests run it
+    # With its own garbage collector, as the operator's tests run it.
+    with ServerThread(ApiServer(version=VERSION)) as server:
         client = Client(server.url)
         client.request('POST', '/api/v1/namespaces', factory.namespace('rec'))
         since = current_version(client)

@@ -1,4 +1,4 @@
-"""authorship.changed_by: who made a change, on plain dicts and on the real v1.24/v1.28 recordings."""
+"""authorship.changed_by: who made a change, on plain dicts and on the real recordings (v1.24 to v1.37)."""
 import itertools
 import json
 import pathlib
@@ -155,7 +155,7 @@ def test_stamps_keep_neither_field_sets_nor_odd_values() -> None:
     assert len(kept) < 100
 
 
-@pytest.mark.parametrize('version', ['v1.24', 'v1.28'])
+@pytest.mark.parametrize('version', list(versions.RECORDED))
 @pytest.mark.parametrize('redact', [True, False])
 def test_every_recorded_change_is_attributed_to_its_cause(version: str, redact: bool) -> None:
     """The real watch across kubectl's everyday writes and the controller's status writes, via the tracker."""
@@ -171,9 +171,9 @@ def test_every_recorded_change_is_attributed_to_its_cause(version: str, redact: 
     assert found == [AUTHORS[cause] for cause in recording['causes']]
 
 
-@pytest.mark.parametrize('version', [versions.V1_24, versions.V1_28])
+@pytest.mark.parametrize('version', list(versions.RECORDED.values()), ids=list(versions.RECORDED))
 @pytest.mark.parametrize('clock', ['frozen', 'ticking'])
-def test_the_emulators_writes_are_attributed_on_both_versions(version: versions.KubeVersion,
+def test_the_emulators_writes_are_attributed_on_every_version(version: versions.KubeVersion,
                                                               clock: str) -> None:
     """kubectl's and the controller's writes through the emulated store; frozen: all in one second."""
     store = Store(version=version)
@@ -186,7 +186,7 @@ def test_the_emulators_writes_are_attributed_on_both_versions(version: versions.
     store.create(DEPLOYMENTS, 'default', factory.deployment('web'), manager='kubectl-create')
 
     def controller() -> None:
-        body = rolled_out(store.get(DEPLOYMENTS, 'default', 'web'), time=store.clock())
+        body = rolled_out(store.get(DEPLOYMENTS, 'default', 'web'), time=store.clock(), version=version)
         body['status']['readyReplicas'] = len(changes)  # every status write changes a count
         store.update(DEPLOYMENTS, 'default', 'web', body, manager='kube-controller-manager',
                      subresource='status')

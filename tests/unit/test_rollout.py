@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from deploywatch.rollout import rollout
+from deploywatch.testing import versions
 
 RECORDINGS = pathlib.Path(__file__).resolve().parents[1] / 'emulator' / 'recordings'
 
@@ -68,7 +69,7 @@ def test_odd_objects_never_raise(odd: dict[str, Any]) -> None:
     assert rollout(odd)['status'] in {'Progressing', 'Complete', 'Failed', 'Paused'}
 
 
-@pytest.mark.parametrize('version', ['v1.24', 'v1.28'])
+@pytest.mark.parametrize('version', list(versions.RECORDED))
 def test_recorded_rollouts_progress_then_complete_and_pause(version: str) -> None:
     """The real watch across create, apply, scale, set image, pause: each change rolls out, then pauses."""
     recording = json.loads((RECORDINGS / version / 'watch-everyday.json').read_text())
