@@ -283,7 +283,7 @@ class Cluster:
             except TimeoutError:
                 if bookmarks and loop.time() >= next_bookmark:
                     body = {'kind': 'Deployment', 'apiVersion': 'apps/v1',
-                            'metadata': {'resourceVersion': str(self.rv), 'creationTimestamp': None}}
+                            'metadata': {'resourceVersion': str(self.rv)}}  # v1.34+: no creationTimestamp
                     await response.write(json.dumps({'type': 'BOOKMARK', 'object': body},
                                                     separators=(',', ':')).encode() + b'\n')
                     next_bookmark = loop.time() + self.bookmark_seconds

@@ -41,6 +41,8 @@ class ServerThread:
         self._thread = threading.Thread(target=self._loop.run_forever, name='apiserver', daemon=True)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._back: asyncio.TimerHandle | None = None  # an outage's end, while one is on
+        self._listening: asyncio.Task[None] | None = None  # listening again after an outage
         self._collector: GarbageCollector | None = None
         self.port = 0
 
@@ -82,17 +84,28 @@ class ServerThread:
         Returns once the port is closed and every open connection (watches included)
         is dropped; the server listens again on the same port after ``seconds``.
         The store is kept: what happens meanwhile through :meth:`call` is there after.
+        An outage called while one is on (or while the port opens again) extends it to
+        ``seconds`` from now: the caller's clock and the server's loop need not agree.
         """
         asyncio.run_coroutine_threadsafe(self._down(seconds), self._loop).result(timeout=30)
 
     async def _down(self, seconds: float) -> None:
         assert self._runner is not None and self._runner.server is not None and self._site is not None
-        await self._site.stop()
-        for connection in list(self._runner.server.connections):
-            if connection.transport is not None:
-                connection.transport.abort()
+        if self._back is not None:  # down already: only the end moves
+            self._back.cancel()
+        else:
+            if self._listening is not None:
+                await self._listening
+            await self._site.stop()
+            for connection in list(self._runner.server.connections):
+                if connection.transport is not None:
+                    connection.transport.abort()
         self.server.faults.fired.append(f'outage-{seconds}s')
-        self._loop.call_later(seconds, lambda: asyncio.ensure_future(self._listen(self.port)))
+        self._back = self._loop.call_later(seconds, self._up)
+
+    def _up(self) -> None:
+        self._back = None
+        self._listening = self._loop.create_task(self._listen(self.port))
 
     def stop(self) -> None:
         if self._runner is not None:
