@@ -68,11 +68,14 @@ class ControlPlane:
         """
         ``up.sh`` again: it starts only what is not running, and returns once /readyz says ok.
 
-        The stand-in kubelet is started afresh too: deploywatch's own watches are what the
-        scenarios judge, and the kubelet only has to be healthy for the next one without
-        waiting out its watch's timeouts.
+        The stand-in kubelet and the kube-controller-manager are started afresh too:
+        deploywatch's own watches are what the scenarios judge, and the others only have to
+        be healthy for the next scenario. Left running, the controller-manager's informers
+        came back in their own time after a restart (client-go's reflector backs off up to
+        30 s): once on v1.34, a Deployment created a minute later was still not settled.
         """
         self._stop('kubelet')
+        self._stop('kube-controller-manager')
         port = str(urlsplit(server_of(self.directory / 'kubeconfig')).port)
         env = {**os.environ, 'REALK8S_DIR': str(self.directory), 'REALK8S_VERSION': self.version,
                'REALK8S_PORT': port}
