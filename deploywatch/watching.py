@@ -84,7 +84,7 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiohttp
 import click
@@ -106,6 +106,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_LIMIT = 30.0
 OWN_BACKOFFS = (0.5, 1.0, 2.0)  # Kopf's retries of each request of this loop, before it backs off itself
 TOO_LARGE = 'ResourceVersionTooLarge'
+EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'})  # others count as 'other'
 SHORT_WATCH = 1.0  # seconds: a watch that ends sooner without any event is an error (client-go's rule)
 YIELD_EVERY = 50  # listed objects delivered between two turns of the loop: a page is not one long turn
 
@@ -352,12 +353,12 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                     async for raw in _decoded(streaming.watch_objs(
                             settings=own, resource=resource, namespace=namespace, since=version,
                             operator_pause_waiter=paused)):
+                        kind, body = _event(raw)  # before anything counts it as the server speaking
                         seen += 1
                         NOTICE.recovered()
                         forbidden.cleared()
                         backoff = BACKOFF_FIRST
-                        kind, body = raw['type'], cast(dict[str, Any], raw['object'])
-                        METRICS.heard(watch, kind)
+                        METRICS.heard(watch, kind if kind in EVENT_TYPES else 'other')
                         if kind == 'ERROR' and _needs_relist(body.get('code'), body):
                             logger.debug(f"Watch of deployments {where} cannot resume ({body}): relisting.")
                             _count(body.get('code'), 'expired')
@@ -384,6 +385,19 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                 logger.warning(f"Watching deployments {where} failed ({error!r}); {then} in {backoff:.0f}s.")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_LIMIT)
+
+
+def _event(raw: Any) -> tuple[str, dict[str, Any]]:
+    """
+    A watch line's type and object; :class:`OddStream` for a line that is not an event (no
+    type string, an object that is not a map): a broken server or proxy, resumed as any
+    broken stream, never an exception out of the loop.
+    """
+    kind = raw.get('type') if isinstance(raw, dict) else None
+    body = raw.get('object') if isinstance(raw, dict) else None
+    if not isinstance(kind, str) or not isinstance(body, dict):
+        raise OddStream(f'a watch line is not an event: {str(raw)[:200]}')
+    return kind, body
 
 
 def _failed(error: Exception) -> bool:

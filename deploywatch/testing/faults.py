@@ -55,6 +55,7 @@ class Faults:
     expirations: int = 0  # how many next watches answer 410 Gone
     empties: int = 0  # how many next watches answer 200 with no event and close at once
     stalled: bool = False  # watches send nothing (held, not lost) until resume_watches()
+    odd_lines: list[bytes] = dataclasses.field(default_factory=list)  # each next watch sends one first
     fired: list[str] = dataclasses.field(default_factory=list)  # what happened, for the test's report
 
     def cut_watch(self, *, after: int, how: Cut = Cut.CLEAN, times: int = 1) -> None:
@@ -65,6 +66,16 @@ class Faults:
 
     def empty_watch(self, times: int = 1) -> None:
         self.empties += times
+
+    def send_odd_lines(self, *lines: bytes) -> None:
+        """The next watches each send one of ``lines`` first, as a broken server or proxy might."""
+        self.odd_lines.extend(lines)
+
+    def take_odd_line(self) -> bytes | None:
+        if not self.odd_lines:
+            return None
+        self.fired.append('watch:odd-line')
+        return self.odd_lines.pop(0)
 
     def stall_watches(self) -> None:
         self.stalled = True
@@ -83,6 +94,7 @@ class Faults:
         self.expirations = 0
         self.empties = 0
         self.stalled = False
+        self.odd_lines.clear()
 
     def take_error(self, verb: str) -> int | None:
         """The status to answer this request with, if an error is armed for its verb."""

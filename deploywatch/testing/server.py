@@ -272,6 +272,8 @@ class ApiServer:
         try:
             await sender.unstalled()  # a stalled server does not even answer
             await response.prepare(request)
+            if (odd := self.faults.take_odd_line()) is not None:
+                await response.write(odd)
             for event in events:
                 await sender.send(_line(event))
             if timeout:

@@ -1,11 +1,13 @@
 """Guarantees 7 and 9: a slow reader bounds memory; hostile objects still make valid lines."""
+import pathlib
 import time
 from typing import Any
 
 import pytest
 
 from tests.harness.driver import Driver
-from tests.harness.operator import of
+from tests.harness.operator import eventually, of
+from tests.harness.probes import free_port, scrape, value
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
 
@@ -94,3 +96,41 @@ def test_a_stuck_reader_blocks_the_writer_and_memory_stays_bounded(
     # in the server's watch buffer instead.
     assert printed > changes // 2, printed
     assert peak - baseline < 30 * MIB, (baseline, peak)
+
+
+ODD_LINES = {  # what a broken server or proxy might send as a watch line, and why each is not an event
+    'unhashable type': b'{"type":["ADDED"],"object":{}}\n',
+    'no type': b'{"object":{"metadata":{"name":"x"}}}\n',
+    'object not a map': b'{"type":"ADDED","object":5}\n',
+    'not an object': b'[1,2,3]\n',
+}
+
+
+def test_watch_lines_that_are_not_events_are_broken_streams_resumed(driver: Driver, start: Start,
+                                                                    tmp_path: pathlib.Path) -> None:
+    """
+    Issue 20, item 10: a line with an unhashable or missing type, or an object that is not a
+    map, ended the watch loop (a TypeError or KeyError in the metrics, before any check) and
+    with it the process. Each is a broken stream now, resumed from the last resourceVersion;
+    an unknown type string is counted under one fixed label, never as a label of its own.
+    """
+    namespace = driver.namespace('odd')
+    driver.create(namespace, 'web')
+    port = free_port()
+    driver.faults.send_odd_lines(*ODD_LINES.values(), b'{"type":"HOSTILE-LABEL","object":{}}\n')
+    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0',
+                                                      'DEPLOYWATCH_METRICS_PORT': str(port)})
+    operator.wait_for(of('web', 'ADDED'), what='ADDED')
+    eventually(lambda: not driver.faults.odd_lines, what='every odd line sent, each to a watch of its own',
+               timeout=60)
+    version = driver.patch(namespace, 'web', {'metadata': {'labels': {'after': 'odd'}}})['metadata'][
+        'resourceVersion']
+    changed = operator.wait_for(lambda e: of('web', 'MODIFIED')(e) and e['resourceVersion'] == version,
+                                what='the change after the odd lines', timeout=60)
+    assert changed['object']['metadata']['labels']['after'] == 'odd'
+    assert operator.process.poll() is None and 'Traceback' not in operator.stderr
+    samples = scrape(port)
+    assert value(samples, 'deploywatch_watch_restarts_total', {'reason': 'error'}) >= len(ODD_LINES)
+    types = {dict(labels).get('type') for name, labels in samples if name == 'deploywatch_watch_events_total'}
+    assert 'HOSTILE-LABEL' not in types and 'other' in types, types
+    assert wait_until_consistent(operator, driver.truth) == []
