@@ -13,7 +13,8 @@ each RESYNC's ``id`` names its round by that multiple (``deploywatch.ids``): two
 replicas, or a replica before and after a restart, give the same re-announcement
 the same id. The loop computes how long until the next round is due and sleeps
 that long on the event loop's monotonic clock, so a wall-clock jump moves at most
-one round, and it yields to the event loop between batches, so a resync of
+one round; a clock stepped back gets the next round one interval later, numbered after
+the last one, so no round's ids are printed twice. It yields to the event loop between batches, so a resync of
 thousands of objects never holds back a real change for long.
 
 Before each batch it asks its ``gate``, which may wait (while stdout does not
@@ -44,8 +45,12 @@ async def _open() -> bool:
 
 
 async def resync_forever(*, tracker: Tracker, writer: Writer, interval: float, gate: Gate = _open) -> None:
+    last = None
     while True:
         delay, slot = ids.next_round(time.time(), interval)
+        if last is not None and slot <= last:  # the wall clock was stepped back: never a round again
+            delay, slot = interval, last + 1
+        last = slot
         await asyncio.sleep(delay)
         for index, key in enumerate(tracker.uids()):
             if index % BATCH == 0:

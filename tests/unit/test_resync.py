@@ -6,6 +6,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from deploywatch import resync
 from deploywatch.output import LineWriter
 from deploywatch.resync import BATCH, resync_forever
 from deploywatch.tracker import Tracker
@@ -191,3 +194,35 @@ def test_a_closed_gate_skips_the_round_and_an_open_one_prints_again() -> None:
 
     events = asyncio.run(scenario()).events()
     assert [event['uid'] for event in events[:BATCH + 10]] == [f'u{index}' for index in range(BATCH + 10)]
+
+
+def test_a_wall_clock_stepped_back_never_prints_a_round_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Issue 20, item 8: the round was recomputed from the wall clock after each sleep, so a clock
+    stepped back (NTP, a VM restored) printed the same round again, under the same ids.
+    """
+    wall = [1_000_000.0]
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            wall[0] += INTERVAL / 4  # time moves on between looks
+            return wall[0]
+
+    monkeypatch.setattr(resync, 'time', Clock)
+    tracker = tracker_with(2)
+
+    async def scenario() -> Lines:
+        done = asyncio.Event()
+
+        def on_line(count: int) -> None:
+            if count == 2:
+                wall[0] -= 50 * INTERVAL  # stepped back, after the first round
+            if count >= 6:
+                done.set()
+        lines = Lines(on_line)
+        await run_until(lines, tracker, done)
+        return lines
+
+    rounds = [int(event['id'].rsplit(':', 1)[1]) for event in asyncio.run(scenario()).events()]
+    assert rounds[:6] == sorted(rounds[:6]) and len(set(rounds[:6])) == 3, rounds  # three rounds, each later
