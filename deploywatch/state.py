@@ -30,7 +30,8 @@ by its checksum, reported on stderr and ignored: deploywatch then starts as
 without it, and overwrites it.
 
 A file that is not a deploywatch state file at all (a path mistyped onto someone
-else's data) is refused before anything connects, and never overwritten
+else's data), or one of a newer format (a rollback: the newer version's memory is not
+this one's to drop), is refused before anything connects, and never overwritten
 (:func:`load_or_exit`). A save that fails is raised to the caller: the operator
 stops on it rather than going on without the restart guarantee it promised.
 """
@@ -126,6 +127,9 @@ def load_or_exit(path: pathlib.Path) -> Encoded | None:
             if content and not content.startswith(MAGIC):
                 problem = ('exists and is not a deploywatch state file; it is left as it is: '
                            'name a new file, or remove this one')
+            elif content and (newer := _newer_format(content)):
+                problem = (f'was written by a newer deploywatch (format {newer}; this one reads {FORMAT}); '
+                           'it is left as it is: run that deploywatch, or name a new file')
     if problem is not None:
         print(f"deploywatch: DEPLOYWATCH_STATE_FILE={path} {problem}.", file=sys.stderr, flush=True)
         raise SystemExit(2)
@@ -133,6 +137,16 @@ def load_or_exit(path: pathlib.Path) -> Encoded | None:
         logger.info(f"No state saved at {path} yet: every Deployment is new to this run.")
         return None
     return _parse(path, content)
+
+
+def _newer_format(content: bytes) -> str | None:
+    """The format a newer deploywatch wrote this file in, or None (this one's, older, or unreadable)."""
+    try:
+        found = json.loads(content.partition(b'\n')[0]).get('format')
+        version = int(str(found).rpartition('/')[2])
+    except (ValueError, AttributeError):
+        return None
+    return str(found) if version > int(FORMAT.rpartition('/')[2]) else None
 
 
 def _parse(path: pathlib.Path, content: bytes) -> Encoded | None:

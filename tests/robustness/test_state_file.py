@@ -3,8 +3,9 @@ The state file keeps only what was written, refuses what is not its own, and fai
 
 * A line the writer could not write (the reader went away, the disk is full) is not
   saved as printed: the next run prints it (as at a first start, or inferred).
-* A ``DEPLOYWATCH_STATE_FILE`` that exists and is not a deploywatch state file is
-  refused before anything connects (exit 2, one line on stderr) and left as it was.
+* A ``DEPLOYWATCH_STATE_FILE`` that exists and is not a deploywatch state file, or is one
+  of a newer format, is refused before anything connects (exit 2, one line on stderr) and
+  left as it was.
 * A save that fails is an ERROR on stderr and stops the operator with a non-zero status.
 """
 import pathlib
@@ -84,7 +85,9 @@ def test_a_full_disk_is_an_error_and_nothing_unwritten_is_saved(
 
 
 @pytest.mark.parametrize('content', [b'name,replicas\nweb,3\n', b'{"format": "something-else/1"}\n',
-                                     b'\x00\x01binary'])
+                                     b'\x00\x01binary',
+                                     # a newer deploywatch's (issue 20): its data is not this one's to drop
+                                     b'{"format": "deploywatch-state/3", "checksum": "0"}\nu1\t{}\n'])
 def test_a_file_that_is_not_a_state_file_is_refused_and_kept(
         apiserver: ServerThread, driver: Driver, start: Start, tmp_path: pathlib.Path,
         content: bytes) -> None:
