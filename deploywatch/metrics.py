@@ -61,6 +61,7 @@ class Metrics:
     api_errors: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     listed: int = 0
     relists: int = 0
+    relist_waits: int = 0  # relists that waited for the one before (RelistPace)
     last_heard: float | None = None  # Unix time of the last event or BOOKMARK of any watch
     watches: set[Watch] = dataclasses.field(default_factory=set)
     tracked: Callable[[], int] = _zero  # Deployments remembered
@@ -129,6 +130,9 @@ class Collector(_CollectorBase):
         yield CounterMetricFamily(PREFIX + 'relists', 'Listings after a watch\'s first: '
                                   'the watch could not resume (410 Gone, or a broken listing)',
                                   value=m.relists)
+        yield CounterMetricFamily(PREFIX + 'relist_waits', 'Relists that waited first, because the one '
+                                  'before was less than a minute ago (1 s, doubling up to 30 s)',
+                                  value=m.relist_waits)
         yield _by(PREFIX + 'watch_restarts', 'Deployment watches restarted after a failure, by reason: '
                   'error (resumed), expired (410: listed again), forbidden (403)', 'reason', m.restarts)
         yield _by(PREFIX + 'api_errors', 'Failed requests of the Deployment watch loop, by HTTP status '

@@ -80,6 +80,7 @@ import contextvars
 import copy
 import dataclasses
 import logging
+import math
 import os
 import sys
 import time
@@ -107,6 +108,7 @@ BACKOFF_LIMIT = 30.0
 OWN_BACKOFFS = (0.5, 1.0, 2.0)  # Kopf's retries of each request of this loop, before it backs off itself
 TOO_LARGE = 'ResourceVersionTooLarge'
 EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'})  # others count as 'other'
+RELIST_QUIET = 60.0  # seconds without a relist after which the next one goes at once
 SHORT_WATCH = 1.0  # seconds: a watch that ends sooner without any event is an error (client-go's rule)
 YIELD_EVERY = 50  # listed objects delivered between two turns of the loop: a page is not one long turn
 
@@ -334,7 +336,7 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
     own = _with_backoffs(settings, OWN_BACKOFFS)
     version: str | None = None  # where the watch resumes; None: list first
     backoff = BACKOFF_FIRST
-    forbidden = Forbidden(where=where, before_exit=before_exit)
+    forbidden, pace = Forbidden(where=where, before_exit=before_exit), RelistPace()
     while True:
         try:
             was_paused = watch.paused()
@@ -345,7 +347,7 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                 if version is None:
                     version = await _relist(deliver=deliver, unlisted=unlisted, replaced=replaced,
                                             settings=own, resource=resource, namespace=namespace,
-                                            watch=watch)
+                                            watch=watch, pace=pace)
                     forbidden.cleared()
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
@@ -441,6 +443,29 @@ def _with_backoffs(settings: Any, backoffs: tuple[float, ...]) -> Any:
     return own
 
 
+class RelistPace:
+    """
+    How long to wait before a relist: none after ``RELIST_QUIET`` seconds without one, then 1 s
+    doubling up to 30 s. A server that answers every watch with 410 (a lagging replica, a
+    cache that cannot catch up) gave one full LIST after another, 30 in 0.09 s; client-go's
+    reflector paces its relists with a backoff for the same reason.
+    """
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.last = -math.inf
+
+    async def wait(self) -> None:
+        if time.monotonic() - self.last > RELIST_QUIET:
+            self.delay = 0.0
+        if self.delay:
+            logger.debug(f"Relisting again within {RELIST_QUIET:.0f} s: waiting {self.delay:.0f} s first.")
+            METRICS.relist_waits += 1
+            await asyncio.sleep(self.delay)
+        self.delay = min(max(self.delay * 2, BACKOFF_FIRST), BACKOFF_LIMIT)
+        self.last = time.monotonic()
+
+
 class Forbidden:
     """
     Consecutive 403s on listing or watching: one warning when they start, and the
@@ -470,7 +495,7 @@ class Forbidden:
 
 
 async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, settings: Any,
-                  resource: Any, namespace: Any, watch: Watch) -> str:
+                  resource: Any, namespace: Any, watch: Watch, pace: 'RelistPace') -> str:
     """
     List, deliver every object, then the inferred deletions; the listing's resourceVersion.
 
@@ -487,6 +512,8 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     The cyclic garbage collector is held off for the whole listing, for the other tasks
     too (``streaming.collector_held``): what they leave meanwhile is collected after.
     """
+    if watch.listings:  # a relist: at once, unless the one before was recent
+        await pace.wait()
     listed: set[str] = set()
     listed_at = ''
     with streaming.collector_held():  # until the last page is freed: see streaming.collector_held

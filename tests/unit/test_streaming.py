@@ -49,7 +49,8 @@ def pages(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 def relist(deliver: watching.Deliver) -> str:
     return asyncio.run(watching._relist(
         deliver=deliver, unlisted=lambda namespace, listed: [], replaced=lambda obj: [],
-        settings=None, resource=None, namespace=None, watch=Watch('cluster-wide', paused=lambda: False)))
+        settings=None, resource=None, namespace=None, watch=Watch('cluster-wide', paused=lambda: False),
+        pace=watching.RelistPace()))
 
 
 def test_the_collector_is_off_while_a_listing_is_delivered_and_on_after(pages: list[bool]) -> None:
