@@ -211,11 +211,17 @@ async def _stream(url: str, *, settings: Any, stopper: Any,
                   timeout: aiohttp.ClientTimeout) -> AsyncIterator[dict[str, Any]]:
     """
     Kopf's ``api.stream``: before the response headers, the stopper cancels the request;
-    after them, it closes the response (which ends the stream quietly).
+    after them, it closes the response (which ends the stream quietly). Only the stopper's
+    own cancellation ends it quietly: any other one, Kopf's at shutdown included, is raised,
+    even while paused, or the watch loop would go on and the process never exit.
     """
+    task = asyncio.current_task()  # a done-callback runs outside any task: it is taken now
+    assert task is not None
+    paused = False
+
     def cancel_request(_: Any) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+        nonlocal paused
+        paused = True
         task.cancel()
 
     if stopper is not None and not stopper.done():
@@ -224,9 +230,10 @@ async def _stream(url: str, *, settings: Any, stopper: Any,
         response = await kopf_api.request('get', url, settings=settings, timeout=timeout,
                                           logger=kopf_watching.logger)
     except asyncio.CancelledError:
-        if stopper is not None and stopper.done():
+        if paused and task.cancelling() == 1:  # only the pause's own cancel: end quietly
+            task.uncancel()
             return
-        raise
+        raise  # anyone else's (Kopf's at SIGTERM) always wins
     finally:
         if stopper is not None:
             stopper.remove_done_callback(cancel_request)

@@ -131,3 +131,58 @@ def test_a_stream_whose_events_keep_coming_is_not_ended_by_the_inactivity_timeou
     """Events every third of the timeout for three timeouts: each restarted it."""
     gaps = [SILENCE / 3] * 9
     assert watched(gaps) == list(range(len(gaps)))
+
+
+class Hanging:
+    """kopf_api.request as a server that never answers: every call waits until cancelled."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.started = asyncio.Event()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        self.started.set()
+        await asyncio.Event().wait()
+
+
+async def _drain(stream: AsyncIterator[Any]) -> None:
+    async for _ in stream:
+        pass
+
+
+def test_a_pause_cancels_a_watch_request_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pause while a watch request waits for its answer cancels it, and the stream ends quietly."""
+    hanging = Hanging()
+    monkeypatch.setattr('deploywatch.streaming.kopf_api.request', hanging)
+
+    async def scenario() -> None:
+        stopper = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(_drain(streaming._stream('http://x', settings=None, stopper=stopper,
+                                                            timeout=None)))  # type: ignore[arg-type]
+        await hanging.started.wait()
+        stopper.set_result(None)  # paused
+        await asyncio.wait_for(task, timeout=5)  # ends quietly: a pause is not an error
+
+    asyncio.run(scenario())
+
+
+def test_a_cancellation_during_a_pause_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Issue 20, item 1: with the stopper done, Kopf's cancellation at SIGTERM was taken for the
+    pause and swallowed (this test: "DID NOT RAISE" before the fix), so the watch loop went on.
+    """
+    hanging = Hanging()
+    monkeypatch.setattr('deploywatch.streaming.kopf_api.request', hanging)
+
+    async def scenario() -> None:
+        stopper = asyncio.get_running_loop().create_future()
+        stopper.set_result(None)  # paused before the request went out
+        task = asyncio.create_task(_drain(streaming._stream('http://x', settings=None, stopper=stopper,
+                                                            timeout=None)))  # type: ignore[arg-type]
+        await hanging.started.wait()
+        task.cancel()  # what Kopf does at SIGTERM
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(scenario())
