@@ -200,6 +200,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     SPOOL.schedule = RUN.loop.call_soon  # lines gathered while the loop works are written when it turns
     watching.install(deliver=deliver, unlisted=TRACKER.unlisted, replaced=TRACKER.replaced,
                      restored_outside=TRACKER.restored_outside, before_exit=_save_state)
+    if not settings.scanning.disabled:  # a glob: Kopf must list namespaces, or it watches none
+        _start(watching.may_list_namespaces(settings=settings, before_exit=_save_state),
+               name='the namespace permission check', supervised=False)
     kopf_watching.infinite_watch = functools.partial(_pausable, kopf_watching.infinite_watch)
     if SAVER is not None:
         TRACKER.restore(RESTORED or {})

@@ -550,6 +550,28 @@ async def _decoded(stream: AsyncIterator[T]) -> AsyncIterator[T]:
         raise OddStream(f'a line of the response does not decode ({error}): cut short?') from error
 
 
+async def may_list_namespaces(*, settings: Any, before_exit: Fatal) -> None:
+    """
+    With a ``--namespace`` glob, a 403 on listing namespaces is one line and exit 3, as for
+    Deployments. Kopf falls back to the exact namespaces given when it may not list them,
+    and a glob gives none: no Deployment watch would ever start, the stream stay empty and
+    the process look healthy, while Kopf retries its listing for minutes. Run once, as soon
+    as Kopf has logged in; other failures are left to Kopf's own loop, which retries them.
+    """
+    try:
+        response = await kopf_api.request('get', '/api/v1/namespaces?limit=1',
+                                          settings=_with_backoffs(settings, OWN_BACKOFFS), logger=logger)
+        response.close()
+    except kopf_errors.APIForbiddenError as error:
+        print(f"deploywatch: forbidden to list namespaces: {error.message or error}. A --namespace glob "
+              "needs list and watch on namespaces (see manifests/components/namespace-globs/rbac.yaml).",
+              file=sys.stderr, flush=True)
+        before_exit()
+        os._exit(FORBIDDEN_EXIT)
+    except RETRIED:
+        pass
+
+
 def _forbidden(error: kopf_errors.APIForbiddenError, *, where: str, before_exit: Fatal) -> None:
     message = error.message or str(error)
     print(f"deploywatch: forbidden to read deployments {where}: {message}. "

@@ -56,3 +56,21 @@ def test_a_deleted_namespace_ends_every_deployment_in_it_with_one_deleted(
         tail = history[history.index('DELETED') + 1:]
         assert tail == [], (name, history)
     eventually(lambda: operator.process.poll() is None, what='still running')
+
+
+def test_a_glob_without_rights_on_namespaces_is_one_line_and_exit_3(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
+    """
+    Issue 20, item 5: Kopf falls back to the exact namespaces given when it may not list
+    namespaces, and a glob gives none: before, no Deployment watch ever started, stdout stayed
+    empty and the process ran on as healthy. The base RBAC grants Deployments only.
+    """
+    namespace = cluster.new_namespace('noglob')
+    cluster.create(deployment('web', namespace=namespace, replicas=0))
+    plain = cluster.operator_kubeconfig(tmp_path / 'plain.kubeconfig', role='plain')
+    operator = start_operator('--namespace=noglob-*', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'},
+                              kubeconfig=plain)
+    assert operator.process.wait(timeout=60) == 3, operator.stderr[-3000:]
+    ours = [line for line in operator.stderr.splitlines() if line.startswith('deploywatch:')]
+    assert len(ours) == 1 and 'namespaces' in ours[0] and 'namespace-globs/rbac.yaml' in ours[0], ours
+    assert operator.events == []
