@@ -71,14 +71,20 @@ def peering_object(cluster: Cluster, control_plane: ControlPlane) -> Iterator[Pe
     extensions = kubernetes.client.ApiextensionsV1Api(client)
     custom = kubernetes.client.CustomObjectsApi(client)
     created_crd = created_object = False
-    try:
+
+    def established() -> bool:
+        """Ours, or one there already; never one still being deleted (the last test's)."""
+        nonlocal created_crd
         try:
             extensions.create_custom_resource_definition(cast(Any, _documents('peering-crd.yaml')[0]))
             created_crd = True
         except kubernetes.client.ApiException as error:
             if error.status != 409:
                 raise
-        eventually(lambda: _established(extensions), what=f'the CRD {CRD} established', timeout=30)
+        return _established(extensions)
+
+    try:
+        eventually(established, what=f'the CRD {CRD} established', timeout=60)
         try:
             custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, PEERING)
         except kubernetes.client.ApiException as error:
@@ -100,11 +106,24 @@ def peering_object(cluster: Cluster, control_plane: ControlPlane) -> Iterator[Pe
         if created_crd:
             with contextlib.suppress(kubernetes.client.ApiException):
                 extensions.delete_custom_resource_definition(CRD)
+            eventually(lambda: _read(extensions) is None, what=f'the CRD {CRD} deleted', timeout=60)
+
+
+def _read(extensions: Any) -> Any:
+    """The CRD, or None when there is none."""
+    try:
+        return extensions.read_custom_resource_definition(CRD)
+    except kubernetes.client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _established(extensions: Any) -> bool:
-    conditions = extensions.read_custom_resource_definition(CRD).status.conditions or []
-    return any(c.type == 'Established' and c.status == 'True' for c in conditions)
+    crd = _read(extensions)
+    if crd is None or crd.metadata.deletion_timestamp is not None:  # gone, or going: create it again
+        return False
+    return any(c.type == 'Established' and c.status == 'True' for c in crd.status.conditions or [])
 
 
 def _created(custom: Any, body: dict[str, Any]) -> bool:
