@@ -495,7 +495,7 @@ class Forbidden:
 
 
 async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, settings: Any,
-                  resource: Any, namespace: Any, watch: Watch, pace: 'RelistPace') -> str:
+                  resource: Any, namespace: Any, watch: Watch, pace: RelistPace) -> str:
     """
     List, deliver every object, then the inferred deletions; the listing's resourceVersion.
 
@@ -563,19 +563,21 @@ async def may_list_namespaces(*, settings: Any, before_exit: Fatal) -> None:
                                           settings=_with_backoffs(settings, OWN_BACKOFFS), logger=logger)
         response.close()
     except kopf_errors.APIForbiddenError as error:
-        print(f"deploywatch: forbidden to list namespaces: {error.message or error}. A --namespace glob "
-              "needs list and watch on namespaces (see manifests/components/namespace-globs/rbac.yaml).",
-              file=sys.stderr, flush=True)
-        before_exit()
-        os._exit(FORBIDDEN_EXIT)
+        _exit_forbidden(f"forbidden to list namespaces: {error.message or error}. A --namespace "
+                        "glob needs list and watch on namespaces "
+                        "(see manifests/components/namespace-globs/rbac.yaml).", before_exit=before_exit)
     except RETRIED:
         pass
 
 
 def _forbidden(error: kopf_errors.APIForbiddenError, *, where: str, before_exit: Fatal) -> None:
-    message = error.message or str(error)
-    print(f"deploywatch: forbidden to read deployments {where}: {message}. "
-          "Grant list and watch on deployments.apps (see manifests/base/rbac.yaml).",
-          file=sys.stderr, flush=True)
+    _exit_forbidden(f"forbidden to read deployments {where}: {error.message or error}. "
+                    "Grant list and watch on deployments.apps (see manifests/base/rbac.yaml).",
+                    before_exit=before_exit)
+
+
+def _exit_forbidden(line: str, *, before_exit: Fatal) -> None:
+    """A missing permission: one line on stderr, the final save, exit 3."""
+    print(f"deploywatch: {line}", file=sys.stderr, flush=True)
     before_exit()
     os._exit(FORBIDDEN_EXIT)
