@@ -199,7 +199,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     RUN.loop = asyncio.get_running_loop()
     SPOOL.schedule = RUN.loop.call_soon  # lines gathered while the loop works are written when it turns
     watching.install(deliver=deliver, unlisted=TRACKER.unlisted, replaced=TRACKER.replaced,
-                     restored_outside=TRACKER.restored_outside, before_exit=_save_state)
+                     outside=TRACKER.outside, before_exit=_save_state)
     if not settings.scanning.disabled:  # a glob: Kopf must list namespaces, or it watches none
         _start(watching.may_list_namespaces(settings=settings, before_exit=_save_state),
                name='the namespace permission check', supervised=False)
@@ -258,15 +258,17 @@ async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
     loop delivers Deployment events to :func:`deliver` itself and none reach this
     handler; without it, they would, and would be handled the same way.
     """
-    deliver(event['type'], event['object'], False)
+    await deliver(event['type'], event['object'], False)
 
 
-def deliver(watch_type: str | None, raw: Mapping[str, Any], inferred: bool) -> None:
+async def deliver(watch_type: str | None, raw: Mapping[str, Any], inferred: bool) -> None:
+    """One event to the tracker and the writer; it waits (the loop turning) while stdout is full."""
     line = TRACKER.observe(watch_type, raw, inferred=inferred)
     if line is not None:
         key = identity(raw)
         encoded = TRACKER.encoded(key)
         SPOOL.write(line, functools.partial(LEDGER.written, key, encoded), held=len(encoded or b''))
+        await SPOOL.room()
 
 
 class Pause:

@@ -21,8 +21,10 @@ behind, in order:
   watches resume where they stopped, ``on_pressure(False)``, when half of it is
   written). A few lines already read from the network still arrive meanwhile;
 * beyond :data:`HARD_LIMIT` (a listing, which a paused watch does not stop, can
-  reach it), the caller itself waits until the thread has written enough:
-  memory stays bounded, and the loop is held as it was before the spool existed.
+  reach it), the caller awaits :meth:`Spool.room` until the thread has written
+  enough: memory stays bounded, and the loop goes on turning meanwhile (signals,
+  the liveness probe, peering's keep-alive and the state file's saves do not wait
+  for the reader; a write that waited on the loop itself froze them all).
 
 Nothing is ever dropped silently. Lines are dropped only when they must not be
 printed any more, and counted in a warning by the caller: :meth:`Spool.suspend`
@@ -58,6 +60,7 @@ final flush, can fail again and print a traceback) and asks the operator to stop
 the normal way, with SIGTERM to itself, which Kopf turns into a graceful exit 0.
 Any other failure to write (a full disk: ``ENOSPC``) is the caller's ``on_failure``.
 """
+import asyncio
 import collections
 import fcntl
 import io
@@ -80,7 +83,7 @@ import orjson
 from deploywatch import encoding
 
 HIGH_WATER = 4 * 1024 * 1024  # bytes of unwritten lines before the watches pause
-HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller waits too
+HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller awaits room
 BATCH = 1024 * 1024  # bytes of waiting lines the writer thread takes (and writes) at once, at most
 
 Commit = Callable[[], None]
@@ -339,7 +342,7 @@ class Spool:
         self.stopped = False  # the reader is gone, or stdout failed: nothing is written any more
         self.dropped = 0  # lines not written while suspended or stopped
         self.peak = 0  # the most bytes that ever waited
-        self.waits = 0  # times write() had to wait for the thread (the hard limit)
+        self.waits = 0  # times room() had to wait for the thread (the hard limit)
         self._thread = threading.Thread(target=self._run, name='deploywatch stdout', daemon=True)
         self._thread.start()
 
@@ -410,6 +413,7 @@ class Spool:
                 pressure = any([self._queue_up(entry) for entry in later])
             else:
                 pressure = False
+            self._changed.notify_all()  # room() may be waiting for what the loop just wrote
         for line, commit, _, kind, inferred in ready[:whole]:  # outside the lock, in order: nothing waits
             self._written(kind, inferred, commit, printed=bool(line))
         if pressure:
@@ -424,11 +428,21 @@ class Spool:
         self._over = self._over or pressure
         if len(self._queue) == 1:  # the thread waits only for an empty queue to fill
             self._changed.notify_all()
-        if self._pending > self._hard:
+        return pressure
+
+    async def room(self) -> None:
+        """
+        Wait, while the loop goes on turning, until no more than the hard limit waits to be
+        written (or nothing will be written any more); at once if it does not.
+        """
+        if self._pending > self._hard and not (self.stopped or self._suspended or self._closed):
             self.waits += 1
+            await asyncio.to_thread(self._wait_for_room)
+
+    def _wait_for_room(self) -> None:
+        with self._changed:
             self._changed.wait_for(lambda: self._pending <= self._hard or self.stopped
                                    or self._suspended or self._closed)
-        return pressure
 
     def suspend(self) -> int:
         """Drop what waits and everything written until :meth:`resume`; how many lines were dropped."""

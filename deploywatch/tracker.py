@@ -26,9 +26,11 @@ the guarantees a SharedInformer program does not give:
   about a hundred bytes), never the field sets themselves;
 * memory restored from a state file (``deploywatch.state``) is *unconfirmed*
   until a listing or watch event shows the object again: it gets no RESYNC,
-  since it may be gone already; restored objects of namespaces outside today's
-  scope are named by :meth:`restored_outside`, to be ended with an inferred
-  DELETED (no listing will ever confirm or deny them).
+  since it may be gone already;
+* objects of namespaces that no watch covers (any more) are named by
+  :meth:`outside`, to be ended with an inferred DELETED: restored ones of
+  namespaces outside today's scope or deleted meanwhile, and those of a
+  namespace that left the scope while its watch was not reading.
 
 It knows nothing of Kopf, I/O or time sources beyond the injected clock, so the
 rules above are tested on plain dicts.
@@ -181,13 +183,10 @@ class Tracker:
             return []
         return [decode(self._printed[other].encoded)]
 
-    def restored_outside(self, in_scope: Callable[[str | None], bool]) -> list[dict[str, Any]]:
-        """
-        The last known state of restored, still unconfirmed objects whose namespace is
-        not ``in_scope``: no listing of this run will confirm or deny them.
-        """
-        return [decode(remembered.encoded) for key, remembered in self._printed.items()
-                if key in self._unconfirmed and not in_scope(remembered.namespace)]
+    def outside(self, in_scope: Callable[[str | None], bool]) -> list[dict[str, Any]]:
+        """The last known state of objects whose namespace is not ``in_scope``: no watch reports them."""
+        return [decode(remembered.encoded) for remembered in self._printed.values()
+                if not in_scope(remembered.namespace)]
 
     def resync(self, key: str, *, slot: int | None = None) -> Event | None:
         """RESYNC for one object if it is known to be alive, else None; ``slot``: the round (``ids``)."""

@@ -84,7 +84,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -92,7 +92,6 @@ import click
 from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.clients import watching as kopf_watching
-from kopf._cogs.structs import references as kopf_references
 from kopf._core.reactor import orchestration as kopf_orchestration
 
 from deploywatch import streaming
@@ -120,12 +119,13 @@ class OddStream(Exception):
 RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError, OddStream)
 
 # One event for the tracker and the writer: Kopf's watch type (None: listed), the object, inferred.
-Deliver = Callable[[str | None, Mapping[str, Any], bool], None]
+# Awaited: it waits, the loop turning, while stdout holds all the memory it may (deploywatch.output).
+Deliver = Callable[[str | None, Mapping[str, Any], bool], Awaitable[None]]
 # The objects known in a namespace (None: all) that a complete listing did not contain.
 Inferrer = Callable[[str | None, set[str]], list[dict[str, Any]]]
 # The object known under a listed object's namespace/name with another uid (recreated meanwhile).
 Replaced = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
-# The restored objects whose namespace is outside this run's scope (the predicate).
+# The known objects whose namespace is outside what is watched (the predicate).
 Outside = Callable[[Callable[[str | None], bool]], list[dict[str, Any]]]
 Fatal = Callable[[], None]
 T = TypeVar('T')
@@ -138,8 +138,8 @@ LISTENING: contextvars.ContextVar[Watch | None] = contextvars.ContextVar('deploy
 def check() -> None:
     """Fail loudly if the installed Kopf lacks a piece this module builds on."""
     for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'streaming_block'),
-                         (kopf_watching, 'Bookmark'), (kopf_references, 'match_namespace'),
-                         (kopf_api, 'request'), (kopf_orchestration, 'terminate_redundancies'),
+                         (kopf_watching, 'Bookmark'), (kopf_api, 'request'),
+                         (kopf_orchestration, 'adjust_tasks'),
                          *streaming.NEEDED]:
         if not hasattr(module, name):
             raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
@@ -174,55 +174,72 @@ class OutageNotice(logging.Filter):
 NOTICE = OutageNotice()
 
 
-def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, restored_outside: Outside,
+def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, outside: Outside,
             before_exit: Fatal) -> None:
     """Route Kopf's per-namespace watch loops through :func:`supervise` from now on."""
     check()
-    scoped = False
 
     def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        nonlocal scoped
-        if not scoped and _is_deployments(kwargs['resource']):  # the first one: restored state is in
-            scoped = True
-            _end_out_of_scope(deliver=deliver, restored_outside=restored_outside, settings=kwargs['settings'])
         return supervise(deliver=deliver, unlisted=unlisted, replaced=replaced, before_exit=before_exit,
                          **kwargs)
 
     kopf_watching.infinite_watch = infinite_watch
-    kopf_orchestration.terminate_redundancies = _ending_namespaces(kopf_orchestration.terminate_redundancies,
-                                                                   deliver=deliver, unlisted=unlisted)
+    kopf_orchestration.adjust_tasks = _ending_unwatched(kopf_orchestration.adjust_tasks,
+                                                        deliver=deliver, outside=outside)
     kopf_api.request = _noting_answers(kopf_api.request)
     logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
 
 
-def _ending_namespaces(terminate: Callable[..., Any], *, deliver: Deliver,
-                       unlisted: Inferrer) -> Callable[..., Any]:
+def _ending_unwatched(adjust: Callable[..., Any], *, deliver: Deliver,
+                      outside: Outside) -> Callable[..., Any]:
     """
-    Kopf's ``terminate_redundancies``, then an inferred DELETED for each Deployment known in a
-    namespace whose watch it stopped because the namespace left the scope.
+    Kopf's ``adjust_tasks``, then an inferred DELETED for each known Deployment of a namespace
+    that no watch covers: Kopf has just stopped its watch, or will never start one.
 
-    With globs, Kopf's namespace observer drops a namespace as soon as it is terminating
-    with status conditions (``observation.is_deleted``). The namespace controller sets them
-    on its first pass, and from v1.33 on (ordered namespace deletion) it deletes the pods
-    first and the Deployments only after: the watch is gone before their DELETED is sent
-    (seen on v1.34 and v1.37). This runs only when the orchestrator drops namespaces while
-    the operator goes on, never at shutdown (Kopf then cancels its tasks without it).
+    Kopf starts and stops a watch per namespace as namespaces come, go and match the
+    ``--namespace`` patterns (its ``insights.namespaces``; ``None`` in it: cluster-wide, every
+    namespace is watched). An object known in any other namespace is one that no listing
+    of this run will confirm or deny, and that no DELETED will ever reach:
+
+    * a namespace that left the scope while deploywatch runs. With globs, Kopf drops one as
+      soon as it is terminating with status conditions; the namespace controller sets them on
+      its first pass and, from v1.33 on (ordered namespace deletion), deletes the Deployments
+      only after the pods: their watch is gone before their DELETED is sent (seen on v1.34 and
+      v1.37), and a watch that was paused or backing off (stdout behind) never had it;
+    * restored from a state file: of namespaces outside today's patterns (the file was written
+      by a run with ``--all-namespaces``), or of a namespace deleted while deploywatch was down
+      (it still matches the glob, but Kopf starts no watch for a namespace that does not exist).
+
+    Leaving the scope ends an object as leaving a label selector does (``kubectl get -w -l``):
+    with DELETED, then nothing more. With globs, the namespaces are judged only once Kopf has
+    listed them all (``insights.ready_namespaces``): before, a namespace not yet seen is no
+    evidence. At shutdown Kopf cancels its tasks without calling this, so nothing is ended then.
     """
-    async def terminate_redundancies(*, remaining_resources: Any, remaining_namespaces: Any, ensemble: Any,
-                                     **kwargs: Any) -> None:
-        left = sorted({key.namespace for key in ensemble.get_keys() if key.namespace is not None
-                       and _is_deployments(key.resource) and key.namespace not in remaining_namespaces})
-        await terminate(remaining_resources=remaining_resources, remaining_namespaces=remaining_namespaces,
-                        ensemble=ensemble, **kwargs)
-        for namespace in left:
-            gone = unlisted(namespace, set())
-            if gone:
-                logger.info(f"Namespace {namespace!r} left the scope (deleted, or no longer matching): "
-                            f"{len(gone)} Deployment(s) in it end with an inferred DELETED.")
-            for obj in gone:
-                deliver('DELETED', obj, True)
+    later: set[asyncio.Task[None]] = set()
 
-    return terminate_redundancies
+    async def end(insights: Any) -> None:
+        await insights.ready_namespaces.wait()
+        watched = set(insights.namespaces)
+        gone = outside(lambda namespace: namespace in watched)
+        if gone:
+            names = ', '.join(sorted({str(obj.get('metadata', {}).get('namespace')) for obj in gone}))
+            logger.warning(f"{len(gone)} Deployment(s) of namespaces no watch covers ({names}: deleted, or "
+                           "not matching --namespace) end with an inferred DELETED and are forgotten.")
+        for obj in gone:
+            await deliver('DELETED', obj, True)
+
+    async def adjust_tasks(*, insights: Any, **kwargs: Any) -> None:
+        await adjust(insights=insights, **kwargs)
+        if None in insights.namespaces:
+            return
+        if insights.ready_namespaces.is_set():
+            await end(insights)
+        elif not later:  # the namespaces are being listed: judge them once they all are
+            task = asyncio.create_task(end(insights), name='ending the Deployments no watch covers')
+            later.add(task)
+            task.add_done_callback(later.discard)
+
+    return adjust_tasks
 
 
 def _noting_answers(request: Callable[..., Any]) -> Callable[..., Any]:
@@ -242,51 +259,6 @@ def _noting_answers(request: Callable[..., Any]) -> Callable[..., Any]:
             METRICS.heard(watch)
         return response
     return answered
-
-
-def _end_out_of_scope(*, deliver: Deliver, restored_outside: Outside, settings: Any) -> None:
-    """
-    End restored objects of namespaces this run does not watch, each with an inferred DELETED.
-
-    A state file written by a run with ``--all-namespaces`` (or other namespaces) holds
-    objects that no listing of this run will ever confirm or deny: kept, they would sit
-    in the state forever, and a reader would believe them alive and followed. Leaving
-    the scope ends an object as leaving a label selector does (``kubectl get -w -l``):
-    with DELETED, then nothing more. The scope is Kopf's: ``--all-namespaces`` (or
-    neither flag) watches every namespace; else a namespace is in scope when it matches
-    one of the ``--namespace`` patterns, as Kopf matches them (globs included).
-    """
-    in_scope = _scope(settings)
-    if in_scope is None:
-        return
-    gone = restored_outside(in_scope)
-    if not gone:
-        return
-    namespaces = sorted({str(obj.get('metadata', {}).get('namespace')) for obj in gone})
-    logger.warning(f"{len(gone)} Deployment(s) restored from the state file are in namespaces outside "
-                   f"this run's scope ({', '.join(namespaces)}): each is ended with an inferred DELETED "
-                   "and forgotten.")
-    for obj in gone:
-        deliver('DELETED', obj, True)
-
-
-def _scope(settings: Any) -> Callable[[str | None], bool] | None:
-    """
-    Whether a namespace is watched by this run, from Kopf's own flags; None if unknown.
-
-    Kopf hands its namespace patterns to nobody, but ``kopf run`` is a Click command and
-    the operator runs inside it (``deploywatch.handlers`` reads them the same way). Outside
-    Click (``kopf.run()`` from Python), nothing is ended: an unknown scope is no evidence.
-    """
-    if settings.peering.clusterwide:
-        return lambda _: True
-    patterns = namespace_patterns()
-    if not patterns:
-        return None
-    def in_scope(namespace: str | None) -> bool:
-        name = kopf_references.NamespaceName(namespace or '')
-        return namespace is not None and any(kopf_references.match_namespace(name, p) for p in patterns)
-    return in_scope
 
 
 def namespace_patterns() -> list[str] | None:
@@ -372,7 +344,7 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                             continue
                         version = body.get('metadata', {}).get('resourceVersion', version)
                         if kind != 'BOOKMARK':
-                            deliver(kind, body, False)
+                            await deliver(kind, body, False)
                     if not seen and not paused.done() and time.monotonic() - began < SHORT_WATCH:
                         raise OddStream('the watch ended at once, without any event')
         except RETRIED as error:
@@ -524,13 +496,13 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
             for index, obj in enumerate(chunk, 1):
                 listed.add(identity(obj))
                 for gone in replaced(obj):
-                    deliver('DELETED', gone, True)
-                deliver(None, obj, False)
+                    await deliver('DELETED', gone, True)
+                await deliver(None, obj, False)
                 if index % YIELD_EVERY == 0:  # the next page's request goes out (streaming.fetch_objs)
                     await asyncio.sleep(0)
     NOTICE.recovered()
     for gone in unlisted(namespace, listed):
-        deliver('DELETED', gone, True)
+        await deliver('DELETED', gone, True)
     METRICS.listed_by(watch)
     return listed_at
 

@@ -79,6 +79,9 @@ class Cluster:
     def delete_namespace(self, name: str) -> None:
         self._core.delete_namespace(name)
 
+    def namespace_exists(self, name: str) -> bool:
+        return any(item.metadata.name == name for item in self._core.list_namespace().items)
+
     def cleanup(self) -> None:
         for name in self._namespaces:
             with contextlib.suppress(kubernetes.client.ApiException):

@@ -57,7 +57,7 @@ def test_restored_deployments_of_namespaces_out_of_scope_end_with_one_inferred_d
     assert [e for e in second.events if e['namespace'] == left and e not in ended] == []  # no RESYNC
     eventually(lambda: not {uids[left, 'a'], uids[left, 'b']} & _saved(path), what='forgotten from the state')
     assert {uids[kept, 'a'], uids[kept, 'b']} <= _saved(path)
-    assert 'outside' in second.stderr and left in second.stderr  # one line says why
+    assert 'no watch covers' in second.stderr and left in second.stderr  # one line says why
     assert second.stop() == 0
 
     third = start_operator('--all-namespaces', env=env)  # in scope again: found, as new
@@ -81,4 +81,38 @@ def test_a_run_in_the_same_scope_ends_nothing(
     second.wait_for_count(_in(namespace, 'RESYNC'), 2, what='RESYNC of the restored one, confirmed')
     deleted: list[Event] = second.matching(lambda e: e['type'] == 'DELETED')
     assert deleted == []
-    assert 'outside' not in second.stderr
+    assert 'no watch covers' not in second.stderr
+
+
+def test_restored_deployments_of_a_namespace_deleted_meanwhile_end_with_one_inferred_deleted(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
+    """
+    Issue 20, item 3: with a glob, a namespace deleted while deploywatch was down still matches
+    it, but Kopf starts no watch for a namespace that does not exist: before, its restored
+    Deployments were never ended (no DELETED) and stayed in the state file for good.
+    """
+    doomed, kept = cluster.new_namespace('meanwhile'), cluster.new_namespace('meanwhile')
+    uids = {namespace: cluster.create(deployment('a', namespace=namespace))['metadata']['uid']
+            for namespace in (doomed, kept)}
+    path = tmp_path / 'state.json'
+    env = {'DEPLOYWATCH_STATE_FILE': str(path), 'DEPLOYWATCH_RESYNC_SECONDS': RESYNC}
+    globs = cluster.operator_kubeconfig(tmp_path / 'globs.kubeconfig', role='globs')
+    patterns = [f'--namespace={doomed[:-2]}*', f'--namespace={kept[:-2]}*']  # globs, each matching one
+    first = start_operator(*patterns, env=env, kubeconfig=globs)
+    for namespace in (doomed, kept):
+        first.wait_for(_in(namespace, 'ADDED'), what=f'ADDED in {namespace}')
+    eventually(lambda: set(uids.values()) <= _saved(path), what='both saved')
+    assert first.stop() == 0
+
+    cluster.delete_namespace(doomed)
+    eventually(lambda: not cluster.namespace_exists(doomed), what=f'{doomed} gone', timeout=90)
+
+    second = start_operator(*patterns, env=env, kubeconfig=globs)
+    ended = second.wait_for(_in(doomed, 'DELETED'), what=f'DELETED of the restored one in {doomed}')
+    assert (ended['uid'], ended['inferred']) == (uids[doomed], True)
+    after = len(second.events)
+    second.wait_for_count(_in(kept, 'RESYNC'), 2, what='two RESYNC rounds of the one alive', after=after)
+    assert [e['type'] for e in second.events if e['namespace'] == doomed] == ['DELETED']
+    eventually(lambda: uids[doomed] not in _saved(path), what='forgotten from the state file')
+    assert uids[kept] in _saved(path)
+    assert second.stop() == 0

@@ -1,4 +1,5 @@
 """output: one whole, flushed line per event; a gone reader is not an error; the spool bounds memory."""
+import asyncio
 import functools
 import io
 import json
@@ -216,13 +217,31 @@ def test_spool_past_its_bound_calls_for_a_pause_and_for_the_end_of_it() -> None:
     assert len(stream.getvalue().splitlines()) == 30
 
 
-def test_spool_at_its_hard_limit_holds_the_caller_until_the_reader_takes_lines() -> None:
+def test_spool_at_its_hard_limit_has_the_caller_await_room_while_the_loop_turns() -> None:
+    """The caller waits for the reader without holding the loop: signals, probes, saves go on."""
     stream = StuckStream()
     spool = _spool(stream, high_water=500, hard_limit=1000)
-    threading.Timer(0.3, stream.go.set).start()
-    for _ in range(20):
-        spool.write({'blob': 'x' * 100})
-        assert spool.pending <= 1000 + 200  # the bound, and the line just added
+
+    async def main() -> int:
+        turns = 0
+
+        async def other_work() -> None:  # runs only while the writer waits on the loop's terms
+            nonlocal turns
+            while True:
+                turns += 1
+                if turns == 100:
+                    stream.go.set()  # the reader comes back
+                await asyncio.sleep(0)
+
+        worker = asyncio.create_task(other_work())
+        for _ in range(20):
+            spool.write({'blob': 'x' * 100})
+            assert spool.pending <= 1000 + 200  # the bound, and the line just added
+            await spool.room()
+        worker.cancel()
+        return turns
+
+    assert asyncio.run(main()) >= 100
     assert spool.waits >= 1
     spool.close(5)
     assert len(stream.getvalue().splitlines()) == 20

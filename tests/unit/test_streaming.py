@@ -55,7 +55,11 @@ def relist(deliver: watching.Deliver) -> str:
 
 def test_the_collector_is_off_while_a_listing_is_delivered_and_on_after(pages: list[bool]) -> None:
     delivered: list[tuple[str, bool]] = []
-    version = relist(lambda kind, obj, inferred: delivered.append((obj['metadata']['uid'], gc.isenabled())))
+
+    async def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
+        delivered.append((obj['metadata']['uid'], gc.isenabled()))
+
+    version = relist(deliver)
     assert version == '42'
     assert delivered == [(obj['metadata']['uid'], False) for page in PAGES for obj in page]
     assert pages == [False, False]  # the pages are decoded under the same hold
@@ -63,7 +67,7 @@ def test_the_collector_is_off_while_a_listing_is_delivered_and_on_after(pages: l
 
 
 def test_the_collector_is_on_again_when_a_delivery_fails(pages: list[bool]) -> None:
-    def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
+    async def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
         raise RuntimeError('the writer broke')
 
     with pytest.raises(RuntimeError):

@@ -343,7 +343,7 @@ def test_replaced_works_on_restored_memory(tracker: Tracker) -> None:
     assert [o['metadata']['uid'] for o in tracker.replaced(deployment('web', uid='u-new'))] == ['u-old']
 
 
-def test_restored_outside_names_unconfirmed_objects_of_namespaces_out_of_scope(tracker: Tracker) -> None:
+def test_outside_names_the_objects_of_namespaces_out_of_scope_restored_or_not(tracker: Tracker) -> None:
     previous = Tracker(redact=True, clock=lambda: NOW)
     for name, namespace in [('a', 'kept'), ('b', 'left'), ('c', 'left'), ('d', 'kept')]:
         raw = deployment(name, uid=f'u-{name}')
@@ -354,12 +354,12 @@ def test_restored_outside_names_unconfirmed_objects_of_namespaces_out_of_scope(t
     confirmed['metadata']['namespace'] = 'kept'
     tracker.observe(None, confirmed)
 
-    outside = tracker.restored_outside(lambda namespace: namespace == 'kept')
+    outside = tracker.outside(lambda namespace: namespace == 'kept')
     assert [o['metadata']['name'] for o in outside] == ['b', 'c']
-    assert [o['metadata']['name'] for o in tracker.restored_outside(lambda namespace: namespace == 'left')] \
-        == ['d']  # a is in the same namespace, but confirmed already
-    assert [o['metadata']['name'] for o in tracker.restored_outside(lambda _: False)] == ['b', 'c', 'd']
-    assert tracker.restored_outside(lambda _: True) == []
+    assert [o['metadata']['name'] for o in tracker.outside(lambda namespace: namespace == 'left')] \
+        == ['a', 'd']  # a confirmed one too: its namespace left the scope
+    assert [o['metadata']['name'] for o in tracker.outside(lambda _: False)] == ['a', 'b', 'c', 'd']
+    assert tracker.outside(lambda _: True) == []
     assert 's3cr3t' not in json.dumps(outside)
 
 
@@ -393,7 +393,7 @@ def test_a_compressed_memory_prints_byte_for_byte_what_a_plain_one_does(tmp_path
     restored.restore(state_file.load(saved) or {})
     plain_tracker.restore(plain_tracker.snapshot())
     packed_tracker = restored
-    both('restored_outside', lambda namespace: False)
+    both('outside', lambda namespace: False)
     both('observe', None, deployment('web-4', uid='u-4', rv='400', replicas=9))
     both('observe', None, deployment('web-5', uid='u-5', rv='15'))  # unchanged: nothing
 
