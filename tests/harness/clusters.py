@@ -80,7 +80,8 @@ class Cluster:
         self._core.delete_namespace(name)
 
     def namespace_exists(self, name: str) -> bool:
-        return any(item.metadata.name == name for item in self._core.list_namespace().items)
+        return any(item.metadata is not None and item.metadata.name == name
+                   for item in self._core.list_namespace().items)
 
     def cleanup(self) -> None:
         for name in self._namespaces:
