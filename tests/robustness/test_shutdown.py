@@ -10,17 +10,28 @@ process these two scenarios exited in time before the fix too: they guard the pr
 """
 import pathlib
 import signal
+import urllib.error
 
 import pytest
 
+from deploywatch.output import HARD_LIMIT
 from deploywatch.testing import ServerThread, factory
 from tests.conftest import OPERATOR_TOKEN
 from tests.harness.driver import Driver
 from tests.harness.operator import eventually, of
+from tests.harness.probes import free_port, healthz, scrape, value
 from tests.harness.proxy import Proxy
 from tests.robustness.conftest import Start
 
 GRACE = 30.0  # the manifests' terminationGracePeriodSeconds: what a pod gets before SIGKILL
+
+
+def _pending(port: int) -> float:
+    """Bytes waiting to be written, from /metrics; 0 until it is served."""
+    try:
+        return value(scrape(port), 'deploywatch_stdout_pending_bytes')
+    except urllib.error.URLError:
+        return 0.0
 
 
 def _big(driver: Driver, namespace: str, count: int) -> None:
@@ -59,3 +70,26 @@ def test_sigterm_while_behind_ends_the_process(apiserver: ServerThread, driver: 
     assert code == 0, operator.stderr[-3000:]
     assert 'Streaming tasks are not stopped' not in operator.stderr
     assert 'Exception in callback' not in operator.stderr, operator.stderr[-3000:]
+
+
+def test_a_listing_past_the_hard_limit_leaves_the_loop_turning(driver: Driver, start: Start) -> None:
+    """
+    Issue 20, item 9: a listing does not stop for the watch pause, so with nobody reading it
+    fills the writer up to its hard limit, where the delivery of each object must wait for the
+    reader. The wait held the event loop itself before: the liveness probe did not answer and
+    SIGTERM was not handled until the reader came back (a pod's SIGKILL). /metrics is served
+    by a thread of its own, so it tells when the limit is reached either way.
+    """
+    namespace = driver.namespace('hard')
+    _big(driver, namespace, 100)  # 20 MB of lines: past HARD_LIMIT (16 MiB)
+    liveness, metrics = free_port(), free_port()
+    operator = start(f'--namespace={namespace}', f'--liveness=http://127.0.0.1:{liveness}/healthz',
+                     env={'DEPLOYWATCH_RESYNC_SECONDS': '0', 'DEPLOYWATCH_METRICS_PORT': str(metrics)})
+    operator.pause_reading()
+    eventually(lambda: _pending(metrics) > HARD_LIMIT, what='the listing at the hard limit')
+
+    assert healthz(liveness)[0] == 200  # the loop answers while the listing waits for room
+
+    operator.process.send_signal(signal.SIGTERM)
+    assert operator.process.wait(timeout=GRACE) == 0, operator.stderr[-3000:]
+    assert 'were not written before stopping' in operator.stderr
