@@ -58,6 +58,42 @@ def test_a_deleted_namespace_ends_every_deployment_in_it_with_one_deleted(
     eventually(lambda: operator.process.poll() is None, what='still running')
 
 
+def test_a_namespace_deleted_while_its_watch_is_paused_ends_its_deployments(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
+    """
+    Issue 20, item 2: while stdout is behind, the Deployment watches are paused, but Kopf's
+    namespace observer is not: it drops a deleted namespace and stops that namespace's watch,
+    whose DELETED events were never read. Before, its Deployments were RESYNCed forever.
+    """
+    doomed, bulk = cluster.new_namespace('paused'), cluster.new_namespace('paused')
+    cluster.create(deployment('one', namespace=doomed, replicas=0))
+    for index in range(25):  # ~5 MB a RESYNC round: past HIGH_WATER (4 MiB) while nobody reads
+        body = deployment(f'big-{index}', namespace=bulk, replicas=0)
+        body['metadata']['annotations'] = {'blob': str(index % 10) * 200_000}
+        cluster.create(body)
+    globs = cluster.operator_kubeconfig(tmp_path / 'globs.kubeconfig', role='globs')
+    operator = start_operator(f'--namespace={doomed[:-2]}*', f'--namespace={bulk[:-2]}*',
+                              '--debug', env={'DEPLOYWATCH_RESYNC_SECONDS': '1'}, kubeconfig=globs)
+    operator.wait_for(_in(doomed, 'ADDED'), what=f'ADDED in {doomed}')
+    operator.wait_for_count(_in(bulk, 'ADDED'), 25, what=f'ADDED in {bulk}')
+    mark = len(operator.stderr)
+    operator.pause_reading()  # the next RESYNC round fills stdout: the watches pause, and stay paused
+    paused = f"Pausing the watch-stream for deployments.v1.apps in '{doomed}'"  # Kopf's, with --debug
+    eventually(lambda: paused in operator.stderr[mark:], what=f'the watch of {doomed} paused')
+
+    cluster.delete_namespace(doomed)
+    eventually(lambda: not cluster.namespace_exists(doomed), what=f'{doomed} gone', timeout=90)
+    operator.resume_reading()
+
+    ended = operator.wait_for(_in(doomed, 'DELETED', 'one'), what=f'DELETED of {doomed}/one')
+    assert ended['inferred'] is True  # its own DELETED was never read: the watch was paused
+    assert 'no watch covers' in operator.stderr  # one line says why
+    after = len(operator.events)
+    operator.wait_for_count(_in(bulk, 'RESYNC'), 50, what='two RESYNC rounds after it', after=after)
+    history = [e['type'] for e in operator.matching(of('one')) if e['namespace'] == doomed]
+    assert history[0] == 'ADDED' and history[-1] == 'DELETED' and history.count('DELETED') == 1, history
+
+
 def test_a_glob_without_rights_on_namespaces_is_one_line_and_exit_3(
         cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
     """
