@@ -43,8 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deploywatch.selectors import Selector
-from deploywatch.testing import kinds, versions
+from deploywatch.testing import kinds, labels, versions
 from deploywatch.testing.access import ADMIN, RequestLog, User
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.faults import Cut, Faults, WatchCut
@@ -152,8 +151,9 @@ class ApiServer:
                     raise ApiError.injected(injected, resource, user=user.name, verb=verb,
                                             namespace=route.namespace)
                 if verb == 'watch':
+                    selector = self._selector(request)
                     log(200)  # logged as it starts: a watch may last for minutes
-                    return await self._watch(request, resource, route.namespace)
+                    return await self._watch(request, resource, route.namespace, selector)
                 response = await self._serve(request, verb, route, resource)
             log(response.status)
             return response
@@ -186,7 +186,7 @@ class ApiServer:
                 store.refresh_watch_cache(resource)  # a consistent LIST waits for a fresh watch cache
             return _json(store.list_objects(
                 resource, route.namespace,
-                selector=_selector(request),
+                selector=self._selector(request),
                 resource_version=request.query.get('resourceVersion'),
                 match=request.query.get('resourceVersionMatch'),
                 limit=int(request.query['limit']) if request.query.get('limit') else None,
@@ -215,6 +215,15 @@ class ApiServer:
                                       'uid': obj['metadata']['uid']}})
         raise ApiError.method_not_allowed()
 
+    def _selector(self, request: web.Request) -> labels.Selector:
+        """A LIST's or WATCH's ``labelSelector``: a bad one is a 400, before any stream
+        (``v1.*/selector-refused.json``)."""
+        try:
+            return labels.parse(request.query.get('labelSelector'),
+                                in_bytes=self.store.version.label_errors_in_bytes)
+        except labels.SelectorError as error:
+            raise ApiError.bad_request(str(error)) from None
+
     async def _scale(self, request: web.Request, verb: str, namespace: str, name: str,
                      manager: str) -> web.Response:
         """``/scale`` of a Deployment: an ``autoscaling/v1`` Scale in and out (``v1.*/scale.json``)."""
@@ -230,9 +239,8 @@ class ApiServer:
     # -- watching ------------------------------------------------------------------------
 
     async def _watch(self, request: web.Request, resource: ResourceType,
-                     namespace: str | None) -> web.StreamResponse:
+                     namespace: str | None, selector: labels.Selector) -> web.StreamResponse:
         query = request.query
-        selector = _selector(request)
         bookmarks = query.get('allowWatchBookmarks') in ('true', '1')
         if not query.get('resourceVersion') and not self.store.version.unversioned_watch_bookmarks:
             # v1.28 sends a watch without a resourceVersion no BOOKMARK ever
@@ -291,7 +299,7 @@ class ApiServer:
                 self._watches.discard(task)
         return response
 
-    def _initial_events(self, resource: ResourceType, namespace: str | None, selector: Selector,
+    def _initial_events(self, resource: ResourceType, namespace: str | None, selector: labels.Selector,
                         since: str) -> list[Obj]:
         if since == '0':
             return [{'type': 'ADDED', 'object': obj} for obj in self.store.current(resource)
@@ -305,7 +313,7 @@ class ApiServer:
                 if (event := _event(change, resource, namespace, selector)) is not None]
 
     async def _stream(self, sender: '_Sender', queue: 'asyncio.Queue[Change]', *,
-                      resource: ResourceType, namespace: str | None, selector: Selector,
+                      resource: ResourceType, namespace: str | None, selector: labels.Selector,
                       bookmarks: bool, timeout: float, start: int) -> None:
         """
         The watch's events, and its BOOKMARKs as kube-apiserver's cacher sends them.
@@ -415,19 +423,12 @@ def _to_mid_char(line: bytes) -> bytes:
     return raw[: first + 1] if first is not None else line[: len(line) // 2]
 
 
-def _selector(request: web.Request) -> Selector:
-    try:
-        return Selector.parse(request.query.get('labelSelector'))
-    except ValueError as error:
-        raise ApiError.bad_request(str(error)) from None
-
-
 def _line(event: Obj) -> bytes:
     return json.dumps(event, separators=(',', ':')).encode() + b'\n'
 
 
 def _event(change: Change, resource: ResourceType, namespace: str | None,
-           selector: Selector) -> Obj | None:
+           selector: labels.Selector) -> Obj | None:
     """The watch event a filtered watch sees for a change (label moves become ADDED/DELETED)."""
     if change.resource is not resource or (namespace is not None and change.key[0] != namespace):
         return None
