@@ -13,7 +13,9 @@ chunked, one compact JSON event per line and per chunk. Without a
 resourceVersion (or with "0") it starts with a synthetic ADDED per existing
 object; from a version it replays the history after it, or sends one ERROR
 event with a 410 ``Status`` and ends the stream when that version is too old
-(``watch-too-old-410.json``). With ``allowWatchBookmarks`` it sends BOOKMARKs as
+(``watch-too-old-410.json``). With a ``labelSelector`` (``labels``), an object that starts
+matching is ADDED, and one that stops is DELETED with its previous state at the version of the
+change (``v1.*/watch-selector.json``). With ``allowWatchBookmarks`` it sends BOOKMARKs as
 the apiserver's cacher does (``v1.*/watch-bookmarks-*.json``): it looks every
 ``bookmark_interval`` seconds from the start of the watch (the cacher's minute),
 and once more 2 s before the watch's deadline, and sends one only when the
@@ -33,6 +35,7 @@ Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
 ones do.
 """
 import asyncio
+import copy
 import json
 import pathlib
 import random
@@ -429,16 +432,22 @@ def _line(event: Obj) -> bytes:
 
 def _event(change: Change, resource: ResourceType, namespace: str | None,
            selector: labels.Selector) -> Obj | None:
-    """The watch event a filtered watch sees for a change (label moves become ADDED/DELETED)."""
+    """
+    The watch event a filtered watch sees for a change, as the cacher's ``convertToWatchEvent``
+    (and etcd3's ``transform``) make it: an object that starts matching is ADDED with its new
+    state; one that stops matching is DELETED with its *previous* state (the labels that did
+    match) at the change's resourceVersion (``v1.*/watch-selector.json``).
+    """
     if change.resource is not resource or (namespace is not None and change.key[0] != namespace):
         return None
-    now_matches = selector.matches(change.obj)
-    was_matching = change.previous is not None and selector.matches(change.previous)
-    if change.type == 'MODIFIED' and now_matches != was_matching:
-        return {'type': 'ADDED' if now_matches else 'DELETED', 'object': change.obj}
-    if change.type == 'DELETED':
-        return {'type': 'DELETED', 'object': change.obj} if was_matching else None
-    return {'type': change.type, 'object': change.obj} if now_matches else None
+    previous = change.previous if change.previous is not None and selector.matches(change.previous) else None
+    if change.type != 'DELETED' and selector.matches(change.obj):
+        return {'type': 'ADDED' if previous is None else 'MODIFIED', 'object': change.obj}
+    if previous is None:
+        return None
+    gone = copy.deepcopy(previous)  # a real DELETE's event is this too
+    gone['metadata']['resourceVersion'] = str(change.resource_version)
+    return {'type': 'DELETED', 'object': gone}
 
 
 async def _body(request: web.Request) -> Obj:
