@@ -17,6 +17,9 @@ The companion of ``record.py`` (same server, same format), for two questions:
   of each watch, the step that caused it or ``<controller>``.
 - ``selector-refused.json``: LISTs with selectors the server refuses, and one
   WATCH: the ``exchanges``, each a request and its answer.
+- ``selector-matches.json``: which Deployments a LIST with each of ``MATCHES``
+  answers, of ``LABELLED`` (their ``labels``; per selector, the ``names`` of the
+  items answered, in order: the only part of each answer kept).
 
 Nothing is normalised.
 """
@@ -58,6 +61,13 @@ WATCH_SECONDS = 45  # long enough for every step
 # Refused selectors: one of each kind of error (syntax, key, value, integer, several at once).
 REFUSED = ['a b', 'a in (b', 'a/b/c', 'k' * 64, '_a', 'v=' + 'x' * 64, 'a=b_', 'a>b', 'a>b_',
            'a in (b_,c_)', 'a\x0bb']
+
+# Labels to match: an empty value, integers and not, absent keys.
+LABELLED = {'a': {'tier': 'front', 'n': '5'}, 'b': {'tier': 'back', 'n': '12'}, 'c': {'tier': '', 'n': 'x'},
+            'd': {}, 'e': {'n': '03'}, 'f': {'n': '7', 'tier': 'edge'}}
+MATCHES = ['tier', '!tier', 'tier=front', 'tier==front', 'tier!=front', 'tier in (front,back)',
+           'tier notin (front)', 'tier in ()', 'tier=', 'tier!=', 'n>4', 'n<6', 'n>0', 'n<0', 'n>6',
+           'tier in (front),n>4', 'in notin (in)', '']
 
 
 def settled(server: Server, watch: Watch, *, gone: bool, quiet: float = 2.0, timeout: float = 60.0) -> None:
@@ -127,6 +137,30 @@ def record(server: Server, out: pathlib.Path) -> None:
     save('selector-refused', {'note': note, 'exchanges': exchanges})
 
 
+def record_matches(server: Server, out: pathlib.Path) -> None:
+    """``selector-matches.json``: which of ``LABELLED`` each of ``MATCHES`` selects."""
+    version = server.get('/version')
+    namespace = f'{NAMESPACE}-match'
+    base = f'/apis/apps/v1/namespaces/{namespace}/deployments'
+    body = {'apiVersion': 'v1', 'kind': 'Namespace', 'metadata': {'name': namespace}}
+    assert server.exchange('POST', '/api/v1/namespaces', body)['response']['status'] in (201, 409)
+    for name, labels in LABELLED.items():
+        deployment = json.loads(json.dumps(STEPS[0][4]))
+        deployment['metadata'] = {'name': name, 'labels': labels}
+        assert server.exchange('POST', base, deployment)['response']['status'] in (201, 409)
+    answers = []
+    for selector in MATCHES:
+        exchange = server.exchange('GET', f'{base}?labelSelector={urllib.parse.quote(selector)}')
+        assert exchange['response']['status'] == 200, exchange
+        items = exchange['response']['body']['items']
+        answers.append({'selector': selector, 'path': exchange['request']['path'],
+                        'names': [item['metadata']['name'] for item in items]})
+    note = f'LISTs in {namespace} of the Deployments "labelled" so, with each selector: the names answered'
+    data = {'note': note, 'server_version': version, 'labelled': LABELLED, 'answers': answers}
+    (out / 'selector-matches.json').write_text(json.dumps(data, indent=1) + '\n')
+    print(f'{out}/selector-matches.json', file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog='python -m tests.emulator.record_selectors',
                                      description=(__doc__ or '').split('\n\n')[0])
@@ -134,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--out', type=pathlib.Path, required=True, help='where the recordings go')
     args = parser.parse_args(argv)
     record(Server(args.kubeconfig), args.out)
+    record_matches(Server(args.kubeconfig), args.out)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,8 @@ is DELETED carrying its *previous* state (the labels that matched) at the
 resourceVersion of the write that made it stop, and one that starts matching again
 is ADDED with its new state, as the cacher's ``convertToWatchEvent`` makes them; a
 change while it does not match is not sent. ``selector-refused.json``: the 400
-bodies of LISTs and of a WATCH with selectors the server refuses.
+bodies of LISTs and of a WATCH with selectors the server refuses; ``selector-matches.json``:
+which Deployments a LIST with each of a few selectors answered.
 
 The same writes (and the controller's recorded status writes) against the
 emulator answering as each version; compared: the selector watch's event types,
@@ -142,6 +143,26 @@ def test_a_refused_selector_is_answered_as_recorded(version: str) -> None:
 
     assert [(a.status, a.body) for a in answers] == [
         (e['response']['status'], e['response']['body']) for e in exchanges]
+
+
+@pytest.mark.parametrize('version', VERSIONS)
+def test_a_selector_lists_the_deployments_it_listed_on_a_real_server(version: str) -> None:
+    """``selector-matches.json``: absent keys, empty values, integers and not, keywords as keys."""
+    recorded = recording(f'{version}/selector-matches')
+    base = urllib.parse.urlsplit(recorded['answers'][0]['path']).path
+    namespace = base.split('/')[5]
+    with ServerThread(ApiServer(version=versions.RECORDED[version]), garbage_collector=False) as server:
+        client = Client(server.url)
+        assert client.request('POST', '/api/v1/namespaces', factory.namespace(namespace)).status == 201
+        for name, labelled in recorded['labelled'].items():
+            body = factory.deployment(name, namespace=namespace)
+            body['metadata']['labels'] = labelled
+            assert client.request('POST', base, body).status == 201
+        answers = {a['selector']: client.request('GET', a['path']) for a in recorded['answers']}
+
+    listed = {selector: [item['metadata']['name'] for item in answer.body['items']]
+              for selector, answer in answers.items()}
+    assert listed == {a['selector']: a['names'] for a in recorded['answers']}
 
 
 @pytest.mark.parametrize('in_bytes', [False, True])
