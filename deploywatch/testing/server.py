@@ -13,7 +13,9 @@ chunked, one compact JSON event per line and per chunk. Without a
 resourceVersion (or with "0") it starts with a synthetic ADDED per existing
 object; from a version it replays the history after it, or sends one ERROR
 event with a 410 ``Status`` and ends the stream when that version is too old
-(``watch-too-old-410.json``). With ``allowWatchBookmarks`` it sends BOOKMARKs as
+(``watch-too-old-410.json``). With a ``labelSelector`` (``labels``), an object that starts
+matching is ADDED, and one that stops is DELETED with its previous state at the version of the
+change (``v1.*/watch-selector.json``). With ``allowWatchBookmarks`` it sends BOOKMARKs as
 the apiserver's cacher does (``v1.*/watch-bookmarks-*.json``): it looks every
 ``bookmark_interval`` seconds from the start of the watch (the cacher's minute),
 and once more 2 s before the watch's deadline, and sends one only when the
@@ -33,6 +35,7 @@ Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
 ones do.
 """
 import asyncio
+import copy
 import json
 import pathlib
 import random
@@ -43,8 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deploywatch.selectors import Selector
-from deploywatch.testing import kinds, versions
+from deploywatch.testing import kinds, labels, versions
 from deploywatch.testing.access import ADMIN, RequestLog, User
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.faults import Cut, Faults, WatchCut
@@ -152,8 +154,9 @@ class ApiServer:
                     raise ApiError.injected(injected, resource, user=user.name, verb=verb,
                                             namespace=route.namespace)
                 if verb == 'watch':
+                    selector = self._selector(request)
                     log(200)  # logged as it starts: a watch may last for minutes
-                    return await self._watch(request, resource, route.namespace)
+                    return await self._watch(request, resource, route.namespace, selector)
                 response = await self._serve(request, verb, route, resource)
             log(response.status)
             return response
@@ -186,7 +189,7 @@ class ApiServer:
                 store.refresh_watch_cache(resource)  # a consistent LIST waits for a fresh watch cache
             return _json(store.list_objects(
                 resource, route.namespace,
-                selector=_selector(request),
+                selector=self._selector(request),
                 resource_version=request.query.get('resourceVersion'),
                 match=request.query.get('resourceVersionMatch'),
                 limit=int(request.query['limit']) if request.query.get('limit') else None,
@@ -215,6 +218,15 @@ class ApiServer:
                                       'uid': obj['metadata']['uid']}})
         raise ApiError.method_not_allowed()
 
+    def _selector(self, request: web.Request) -> labels.Selector:
+        """A LIST's or WATCH's ``labelSelector``: a bad one is a 400, before any stream
+        (``v1.*/selector-refused.json``)."""
+        try:
+            return labels.parse(request.query.get('labelSelector'),
+                                in_bytes=self.store.version.label_errors_in_bytes)
+        except labels.SelectorError as error:
+            raise ApiError.bad_request(str(error)) from None
+
     async def _scale(self, request: web.Request, verb: str, namespace: str, name: str,
                      manager: str) -> web.Response:
         """``/scale`` of a Deployment: an ``autoscaling/v1`` Scale in and out (``v1.*/scale.json``)."""
@@ -230,9 +242,8 @@ class ApiServer:
     # -- watching ------------------------------------------------------------------------
 
     async def _watch(self, request: web.Request, resource: ResourceType,
-                     namespace: str | None) -> web.StreamResponse:
+                     namespace: str | None, selector: labels.Selector) -> web.StreamResponse:
         query = request.query
-        selector = _selector(request)
         bookmarks = query.get('allowWatchBookmarks') in ('true', '1')
         if not query.get('resourceVersion') and not self.store.version.unversioned_watch_bookmarks:
             # v1.28 sends a watch without a resourceVersion no BOOKMARK ever
@@ -291,7 +302,7 @@ class ApiServer:
                 self._watches.discard(task)
         return response
 
-    def _initial_events(self, resource: ResourceType, namespace: str | None, selector: Selector,
+    def _initial_events(self, resource: ResourceType, namespace: str | None, selector: labels.Selector,
                         since: str) -> list[Obj]:
         if since == '0':
             return [{'type': 'ADDED', 'object': obj} for obj in self.store.current(resource)
@@ -305,7 +316,7 @@ class ApiServer:
                 if (event := _event(change, resource, namespace, selector)) is not None]
 
     async def _stream(self, sender: '_Sender', queue: 'asyncio.Queue[Change]', *,
-                      resource: ResourceType, namespace: str | None, selector: Selector,
+                      resource: ResourceType, namespace: str | None, selector: labels.Selector,
                       bookmarks: bool, timeout: float, start: int) -> None:
         """
         The watch's events, and its BOOKMARKs as kube-apiserver's cacher sends them.
@@ -415,29 +426,28 @@ def _to_mid_char(line: bytes) -> bytes:
     return raw[: first + 1] if first is not None else line[: len(line) // 2]
 
 
-def _selector(request: web.Request) -> Selector:
-    try:
-        return Selector.parse(request.query.get('labelSelector'))
-    except ValueError as error:
-        raise ApiError.bad_request(str(error)) from None
-
-
 def _line(event: Obj) -> bytes:
     return json.dumps(event, separators=(',', ':')).encode() + b'\n'
 
 
 def _event(change: Change, resource: ResourceType, namespace: str | None,
-           selector: Selector) -> Obj | None:
-    """The watch event a filtered watch sees for a change (label moves become ADDED/DELETED)."""
+           selector: labels.Selector) -> Obj | None:
+    """
+    The watch event a filtered watch sees for a change, as the cacher's ``convertToWatchEvent``
+    (and etcd3's ``transform``) make it: an object that starts matching is ADDED with its new
+    state; one that stops matching is DELETED with its *previous* state (the labels that did
+    match) at the change's resourceVersion (``v1.*/watch-selector.json``).
+    """
     if change.resource is not resource or (namespace is not None and change.key[0] != namespace):
         return None
-    now_matches = selector.matches(change.obj)
-    was_matching = change.previous is not None and selector.matches(change.previous)
-    if change.type == 'MODIFIED' and now_matches != was_matching:
-        return {'type': 'ADDED' if now_matches else 'DELETED', 'object': change.obj}
-    if change.type == 'DELETED':
-        return {'type': 'DELETED', 'object': change.obj} if was_matching else None
-    return {'type': change.type, 'object': change.obj} if now_matches else None
+    previous = change.previous if change.previous is not None and selector.matches(change.previous) else None
+    if change.type != 'DELETED' and selector.matches(change.obj):
+        return {'type': 'ADDED' if previous is None else 'MODIFIED', 'object': change.obj}
+    if previous is None:
+        return None
+    gone = copy.deepcopy(previous)  # a real DELETE's event is this too
+    gone['metadata']['resourceVersion'] = str(change.resource_version)
+    return {'type': 'DELETED', 'object': gone}
 
 
 async def _body(request: web.Request) -> Obj:

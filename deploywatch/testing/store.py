@@ -43,8 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from deploywatch.selectors import Selector
-from deploywatch.testing import fields, kinds, patching, versions
+from deploywatch.testing import fields, kinds, labels, patching, versions
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.kinds import Obj, ResourceType
 
@@ -98,7 +97,7 @@ class Store:
             resource: ResourceType,
             namespace: str | None,
             *,
-            selector: Selector,
+            selector: labels.Selector,
             resource_version: str | None = None,
             match: str | None = None,
             limit: int | None = None,

@@ -32,6 +32,10 @@ class KubeVersion:
     """v1.34, v1.37: ``/version`` has ``emulation*``, ``minCompatibility*`` (v1.31+); v1.24, v1.28: not."""
     terminating_replicas: bool
     """v1.37: ``status.terminatingReplicas`` is on (v1.35+), 0 too; v1.24-v1.34: a status write drops it."""
+    label_errors_in_bytes: bool
+    """v1.37: a bad selector's key or value is "no more than 63 bytes", a key with two '/' not "a
+    valid label key" (``api/validate/content``); v1.34: "63 characters", "a qualified name"
+    (``v1.*/selector-refused.json``; v1.24 and v1.28, unrecorded, are given v1.34's words)."""
 
     def version_body(self) -> dict[str, Any]:
         """``GET /version``, with the fields the recorded ``version.json`` has."""
@@ -48,17 +52,22 @@ class KubeVersion:
 V1_24 = KubeVersion(24, 'v1.24.17', 'go1.20.10', every_write_stamps_its_manager=False,
                     unversioned_watch_bookmarks=True, initial_events_end_bookmark=False,
                     cacher_follows_the_cluster=False, null_creation_timestamps=True,
-                    compatibility_versions=False, terminating_replicas=False)
+                    compatibility_versions=False, terminating_replicas=False,
+                    label_errors_in_bytes=False)
 V1_28 = KubeVersion(28, 'v1.28.0', 'go1.20.7', every_write_stamps_its_manager=True,
                     unversioned_watch_bookmarks=False, initial_events_end_bookmark=False,
                     cacher_follows_the_cluster=False, null_creation_timestamps=True,
-                    compatibility_versions=False, terminating_replicas=False)
+                    compatibility_versions=False, terminating_replicas=False,
+                    label_errors_in_bytes=False)
 V1_34 = KubeVersion(34, 'v1.34.4', 'go1.26.8', every_write_stamps_its_manager=True,
                     unversioned_watch_bookmarks=True, initial_events_end_bookmark=True,
                     cacher_follows_the_cluster=True, null_creation_timestamps=False,
-                    compatibility_versions=True, terminating_replicas=False)
-# v1.37 answers as v1.34 does, but for the deployment controller's terminatingReplicas.
-V1_37 = dataclasses.replace(V1_34, minor=37, git_version='v1.37.2', terminating_replicas=True)
+                    compatibility_versions=True, terminating_replicas=False,
+                    label_errors_in_bytes=False)
+# v1.37 answers as v1.34 does, but for the deployment controller's terminatingReplicas and the
+# words of a bad selector's 400.
+V1_37 = dataclasses.replace(V1_34, minor=37, git_version='v1.37.2', terminating_replicas=True,
+                            label_errors_in_bytes=True)
 RECORDED = {'v1.24': V1_24, 'v1.28': V1_28, 'v1.34': V1_34, 'v1.37': V1_37}
 """Every version recorded in ``tests/emulator/recordings``, by its folder's name."""
 DEFAULT = V1_37

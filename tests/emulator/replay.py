@@ -114,21 +114,21 @@ class Client:
         return self.request(request['method'], path or request['path'], request.get('body'),
                             content_type=content_type)
 
-    def get(self, name: str) -> Obj:
-        response = self.request('GET', f'{BASE}/{name}')
+    def get(self, name: str, *, base: str = BASE) -> Obj:
+        response = self.request('GET', f'{base}/{name}')
         assert response.status == 200, response.raw
         body: Obj = response.body
         return body
 
-    def write_status(self, name: str, recorded: Obj) -> Response:
+    def write_status(self, name: str, recorded: Obj, *, base: str = BASE) -> Response:
         """What the deployment controller does: PUT /status with its status and revision annotation."""
-        current = self.get(name)
+        current = self.get(name, base=base)
         current['status'] = copy.deepcopy(recorded['status'])
         annotations = recorded['metadata'].get('annotations')
         current['metadata'].pop('annotations', None)
         if annotations is not None:
             current['metadata']['annotations'] = copy.deepcopy(annotations)
-        return self.request('PUT', f'{BASE}/{name}/status', current, agent=CONTROLLER_AGENT)
+        return self.request('PUT', f'{base}/{name}/status', current, agent=CONTROLLER_AGENT)
 
     def remove_foreground_finalizer(self, name: str) -> Response:
         """What the garbage collector does once no dependents are left (a merge patch, rv-guarded)."""
