@@ -4,7 +4,9 @@ Guarantees 1-3: disconnects, 410 relists and outages lose nothing and invent not
 Each test compares the operator's whole stdout with the emulated server's final
 state (tests/harness/truth.py), after making changes while the stream was broken.
 """
+import contextlib
 import itertools
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +16,24 @@ from tests.harness.driver import Driver
 from tests.harness.operator import OperatorProcess, eventually, of
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
+
+REFUSED = 'ClientConnectorError'  # in Kopf's log of a request the closed port refused
+OUTAGE_BOUND = 120.0  # refusing connections for this long at most: the operator meets it long before
+
+
+@contextlib.contextmanager
+def outage(driver: Driver, operator: OperatorProcess) -> Iterator[None]:
+    """
+    The server refuses connections from the block's start until the operator has been seen
+    failing to connect (Kopf logs the first request refused in an outage), then answers again
+    at once: the outage ends on what the operator did, not after a fixed time that its retries
+    (1 s to resume a watch, Kopf's 0.5, 1, 2 s...) may or may not have fallen into.
+    """
+    refused = operator.stderr.count(REFUSED)
+    driver.server.outage(OUTAGE_BOUND)
+    yield
+    eventually(lambda: operator.stderr.count(REFUSED) > refused, what='the operator refused a connection')
+    driver.server.outage(0)  # back now
 
 
 def _three(driver: Driver, start: Start, *, resync: str = '0') -> tuple[str, OperatorProcess]:
@@ -47,12 +67,13 @@ def test_a_broken_watch_stream_is_resumed_without_loss_or_duplicates(
 def test_changes_during_an_outage_are_reported_when_it_ends(driver: Driver, start: Start) -> None:
     namespace, operator = _three(driver, start)
 
-    driver.server.outage(2.0)
-    driver.scale(namespace, 'a', 3)
-    driver.delete(namespace, 'b')
-    driver.create(namespace, 'd')
+    with outage(driver, operator):
+        driver.scale(namespace, 'a', 3)
+        driver.delete(namespace, 'b')
+        driver.create(namespace, 'd')
 
     assert wait_until_consistent(operator, driver.truth) == []
+    assert operator.stderr.count('answers again after') == 1
     assert operator.wait_for(of('b', 'DELETED'), what='DELETED')['object']['metadata']['name'] == 'b'
 
 
@@ -60,13 +81,14 @@ def test_after_410_gone_the_relist_reports_exactly_what_changed(driver: Driver, 
     namespace, operator = _three(driver, start, resync='0.3')
     before = len(operator.events)
 
-    driver.server.outage(2.0)
-    driver.scale(namespace, 'a', 4)
-    driver.delete(namespace, 'b')
-    driver.create(namespace, 'd')
-    driver.compact()  # the watch cannot resume: 410 Gone, then Kopf lists again
+    with outage(driver, operator):
+        driver.scale(namespace, 'a', 4)
+        driver.delete(namespace, 'b')
+        driver.create(namespace, 'd')
+        driver.compact()  # the watch cannot resume: 410 Gone, then Kopf lists again
 
     assert wait_until_consistent(operator, driver.truth) == []
+    assert operator.stderr.count('answers again after') == 1
     changes = [(e['type'], e['name'], e.get('inferred'), e.get('initial'))
                for e in operator.events[before:] if e['type'] != 'RESYNC']
     assert sorted(changes, key=str) == sorted([

@@ -378,7 +378,9 @@ def test_an_unreachable_server_warns_once_and_loses_nothing(
     assert stderr.count('answers again after') == 1, stderr
     assert 'Traceback' not in stderr, stderr
     listings = _listings(cluster, since=since)
-    assert listings in (1, None)  # the watch resumed: nothing inferred
+    # The watch resumed: one listing, where the server's log is at hand (always on the emulator);
+    # on every cluster, nothing inferred and no ADDED of d or e from a listing (next lines).
+    assert listings == 1 or (listings is None and not cluster.emulated)
     assert operator.matching(lambda e: 'inferred' in e) == []
     assert operator.wait_for(of('b', 'DELETED'), what='b DELETED')['object']['metadata']['name'] == 'b'
     assert sorted(e['name'] for e in operator.matching(lambda e: e['type'] == 'ADDED' and e['initial'])) \
@@ -427,11 +429,14 @@ def test_a_frozen_operator_ends_consistent_whatever_the_server_did_meanwhile(
     assert 'Traceback' not in operator.stderr
     listings = _listings(cluster, since=since)
     inferred = operator.matching(lambda e: 'inferred' in e)
-    if listings is not None:
-        assert listings >= 1
-        if listings == 1:  # the watch resumed (or never broke): every change came from it
-            assert inferred == []
-            assert len(operator.matching(lambda e: e['type'] == 'ADDED' and e['initial'])) == len(names)
+    initial = sorted(e['name'] for e in operator.matching(lambda e: e['type'] == 'ADDED' and e['initial']))
+    # Listed once, the watch resumed (or never broke) and every change came from it. A real server
+    # may instead close the watch of a reader that stopped reading and answer its resume with 410
+    # Gone: a relist, which infers what the watch missed. The server's log says which (None: no
+    # log of this cluster at hand); the emulator keeps its whole history, so there it resumed.
+    resumed = listings == 1
+    assert resumed or not cluster.emulated, listings
+    assert (inferred == [] and initial == names) if resumed else (listings is None or listings > 1), listings
     _figures('frozen', frozen_s=FROZEN, test_changes=FROZEN_CHANGES, changes_took_s=f'{changed:.1f}',
              created=len(created), deleted=len(deleted), caught_up_after_s=f'{caught_up:.1f}',
              listings=listings, reconnects=proxy.connections - connections,

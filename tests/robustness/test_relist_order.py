@@ -21,6 +21,7 @@ from tests.harness.driver import Driver
 from tests.harness.operator import Event, OperatorProcess, Predicate, eventually, of
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
+from tests.robustness.test_disconnects import outage
 
 
 def _by_name(events: list[Event], name: str) -> list[tuple[str, str, bool | None, bool | None]]:
@@ -38,11 +39,11 @@ def test_a_recreated_deployment_is_deleted_before_it_is_added_again_after_a_410_
     operator.wait_for_count(lambda e: e['type'] == 'ADDED', 3, what='three initial ADDED')
     before = len(operator.events)
 
-    driver.server.outage(2.0)
-    driver.delete(namespace, 'b')
-    driver.create(namespace, 'b')
-    new = driver.truth_uid(namespace, 'b')
-    driver.compact()  # the watch cannot resume: 410 Gone, then a relist
+    with outage(driver, operator):
+        driver.delete(namespace, 'b')
+        driver.create(namespace, 'b')
+        new = driver.truth_uid(namespace, 'b')
+        driver.compact()  # the watch cannot resume: 410 Gone, then a relist
 
     assert wait_until_consistent(operator, driver.truth) == []
     assert _by_name(operator.events[before:], 'b') == [('DELETED', old, True, None),

@@ -62,18 +62,21 @@ def test_a_crash_between_saves_repeats_at_most_marked_events(
     env = {'DEPLOYWATCH_STATE_FILE': str(path), 'DEPLOYWATCH_RESYNC_SECONDS': '0'}
     first = start(f'--namespace={namespace}', env=env)
     first.wait_for(of('a', 'ADDED'), what='ADDED')
-    eventually(lambda: _saved_version(path, a['metadata']['uid']) is not None, what='a saved')
+    eventually(lambda: _saved_version(path, a['metadata']['uid']) == a['metadata']['resourceVersion'],
+               what='a saved')
+    before_the_change = path.read_bytes()  # written whole (atomic rename): the file a crash leaves
     driver.scale(namespace, 'a', 9)
     modified = first.wait_for(of('a', 'MODIFIED'), what='MODIFIED, then killed before it is saved')
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
-    # Saves happen once a second; the kill came milliseconds after the MODIFIED, so the
-    # file almost always holds the state before it. (If a save slipped in, nothing repeats.)
-    saved = _saved_version(path, a['metadata']['uid'])
+    # Saves happen once a second: whether one slipped in between the MODIFIED and the kill is the
+    # machine's timing. The file the kill leaves when none did, put back, makes it always the case.
+    path.write_bytes(before_the_change)
+    assert _saved_version(path, a['metadata']['uid']) == a['metadata']['resourceVersion'] \
+        != modified['resourceVersion']
 
     second = start(f'--namespace={namespace}', env=env)
-    if saved != modified['resourceVersion']:
-        repeat = second.wait_for(of('a', 'MODIFIED'), what='the unsaved change, derived again')
-        assert repeat['inferred'] is True and repeat['resourceVersion'] == modified['resourceVersion']
+    repeat = second.wait_for(of('a', 'MODIFIED'), what='the unsaved change, derived again')
+    assert repeat['inferred'] is True and repeat['resourceVersion'] == modified['resourceVersion']
     assert wait_until_consistent(second, driver.truth, namespaces={namespace}, before=first.events) == []
     assert all(e.get('inferred') for e in second.matching(of('a')))
 

@@ -6,7 +6,7 @@ The state file keeps only what was written, refuses what is not its own, and fai
 * A ``DEPLOYWATCH_STATE_FILE`` that exists and is not a deploywatch state file, or is one
   of a newer format, is refused before anything connects (exit 2, one line on stderr) and
   left as it was.
-* A save that fails is an ERROR on stderr and stops the operator with a non-zero status.
+* A save that fails is an ERROR on stderr and stops the operator with status 1.
 """
 import pathlib
 import shutil
@@ -23,6 +23,7 @@ from tests.harness.operator import HANDLERS, KOPF, eventually, operator_env
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
 
+FAILURE_EXIT = 1  # README, "Exit status": an ERROR on stderr stopped it
 STOP = 30.0  # seconds: a bound on the operator stopping by itself, never reached when it works
 
 
@@ -74,8 +75,9 @@ def test_a_full_disk_is_an_error_and_nothing_unwritten_is_saved(
         first = _run(kubeconfig, tmp_path, f'--namespace={namespace}', env, full)
         status = first.wait(timeout=STOP)
     stderr = (tmp_path / 'raw.stderr').read_text()
-    assert status != 0, stderr
-    assert 'ERROR' in stderr and 'No space left on device' in stderr, stderr
+    assert status == FAILURE_EXIT, stderr
+    errors = [line for line in stderr.splitlines() if 'ERROR' in line]
+    assert len(errors) == 1 and 'No space left on device' in errors[0], stderr
     assert 'Traceback' not in stderr, stderr
     assert not state.load(path), 'lines that were never written were saved as printed'
 
@@ -105,8 +107,10 @@ def test_a_file_that_is_not_a_state_file_is_refused_and_kept(
     assert apiserver.server.log.requests == [], 'it connected before refusing'
 
 
+@pytest.mark.parametrize('how', ['folder removed', 'folder replaced by a file'])
 def test_a_failed_save_is_an_error_and_stops_the_operator(
-        driver: Driver, start: Start, tmp_path: pathlib.Path) -> None:
+        driver: Driver, start: Start, tmp_path: pathlib.Path, how: str) -> None:
+    """The saver dies after start (as root, chmod would stop no write): one ERROR line, exit 1."""
     namespace = driver.namespace('failing')
     driver.create(namespace, 'a')
     folder = tmp_path / 'state'
@@ -116,10 +120,13 @@ def test_a_failed_save_is_an_error_and_stops_the_operator(
     operator.wait_for(lambda e: e['name'] == 'a', what='ADDED')
     eventually(path.exists, what='the first save')
 
-    shutil.rmtree(folder)  # every later save fails: no such directory
+    shutil.rmtree(folder)  # every later save fails: no such directory ...
+    if how == 'folder replaced by a file':
+        folder.write_text('not a folder\n')  # ... or not a directory
     driver.scale(namespace, 'a', 4)  # a change to save
     status = operator.process.wait(timeout=STOP)
-    assert status not in (0, None), operator.stderr
+    assert status == FAILURE_EXIT, operator.stderr
     errors = [line for line in operator.stderr.splitlines() if 'ERROR' in line]
-    assert any(str(path) in line for line in errors), operator.stderr
+    assert len(errors) == 1 and 'the state file saver failed' in errors[0] and str(path) in errors[0], errors
+    assert 'Traceback' not in operator.stderr, operator.stderr
     assert wait_until_consistent(operator, driver.truth, namespaces={namespace}, timeout=5) == []

@@ -7,6 +7,8 @@ deployment controller's status writes land between (and after) the test's change
 a RESYNC is held against the last line printed for that object before it, and the
 test's change is found by the resourceVersion its write returned.
 """
+import time
+
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
@@ -73,12 +75,16 @@ def test_a_change_during_a_long_interval_is_printed_without_waiting_for_it(
         cluster: Cluster, start_operator: StartOperator) -> None:
     namespace = cluster.new_namespace()
     cluster.create(deployment('busy', namespace=namespace))
-    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '3600'})
+    # Rounds are due at whole multiples of the interval in Unix time, so any fixed interval has a
+    # round due during some run (3600 s: every run crossing the hour). The seconds since the epoch,
+    # now, are an interval whose first round has just passed and whose next one is decades away.
+    interval = str(int(time.time()))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': interval})
     operator.wait_for(of('busy', 'ADDED'), what='ADDED')
 
     version = cluster.patch(namespace, 'busy', {'spec': {'replicas': 2}})['metadata']['resourceVersion']
 
-    # The bound is the harness's usual one, far below the hour-long interval: the change did not
-    # wait for a resync tick, and no RESYNC was printed before it.
+    # The bound is the harness's usual one, far below the interval: the change did not wait for a
+    # resync tick, and no RESYNC was printed before it.
     operator.wait_for(of('busy', 'MODIFIED', resourceVersion=version), what='MODIFIED long before any resync')
     assert operator.matching(lambda e: e['type'] == 'RESYNC') == []

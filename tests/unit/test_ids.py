@@ -1,12 +1,11 @@
 """ids: an event's id from the change alone; RESYNC rounds as wall-clock slots that replicas agree on."""
 import asyncio
 import datetime
-import time
 from typing import Any
 
 import pytest
 
-from deploywatch import ids
+from deploywatch import ids, resync
 from deploywatch.output import LineWriter
 from deploywatch.resync import resync_forever
 from deploywatch.tracker import Tracker
@@ -72,7 +71,18 @@ def test_replicas_started_apart_wait_for_the_same_round() -> None:
     assert 1_700_000_000.0 + first[0] == pytest.approx(1_700_000_240.5 + second[0])
 
 
-def test_resync_ids_carry_the_round_and_two_replicas_agree() -> None:
+def test_resync_ids_carry_the_round_and_two_replicas_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas started at different moments of one slot print its round under the same ids."""
+    wall = [1_700_000_000.03]  # early in the slot that ends at 1_700_000_000.2: round 8_500_000_001
+    reads: list[float] = []
+
+    class Clock:  # the wall clock, as resync reads it: moved by the test alone, not by the machine
+        @staticmethod
+        def time() -> float:
+            reads.append(wall[0])
+            return wall[0]
+
+    monkeypatch.setattr(resync, 'time', Clock)
     trackers = [Tracker(redact=True), Tracker(redact=True)]
     for tracker in trackers:
         tracker.observe(None, raw(rv='9'))
@@ -87,13 +97,13 @@ def test_resync_ids_carry_the_round_and_two_replicas_agree() -> None:
         return lines.events()
 
     async def both() -> list[list[dict[str, Any]]]:
-        while ids.next_round(time.time(), 0.2)[0] < 0.12:  # start early in a slot: no boundary in between
-            await asyncio.sleep(0.01)
         first = asyncio.create_task(one_round(trackers[0]))
-        await asyncio.sleep(0.05)  # the second replica starts later
+        while not reads:  # the first replica has read the clock and sleeps until its round
+            await asyncio.sleep(0)
+        wall[0] = 1_700_000_000.15  # the second replica starts later in the same slot
         second = asyncio.create_task(one_round(trackers[1]))
         return [await first, await second]
 
     first, second = asyncio.run(both())
-    assert first[0]['id'] == second[0]['id']
-    assert first[0]['id'].startswith('u-1:9:RESYNC:')
+    assert reads[:2] == [1_700_000_000.03, 1_700_000_000.15]
+    assert first[0]['id'] == second[0]['id'] == 'u-1:9:RESYNC:8500000001'

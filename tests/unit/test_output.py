@@ -163,9 +163,11 @@ class StuckStream(io.BytesIO):
     def __init__(self, error: OSError | None = None) -> None:
         super().__init__()
         self.go = threading.Event()
+        self.entered = threading.Event()  # the writer thread is in write: it holds the lines it took
         self.error = error
 
     def write(self, data: Any, /) -> int:
+        self.entered.set()
         self.go.wait(60)  # a bound that turns a bug into a failure, not a pause of a loaded machine
         if self.error is not None:
             raise self.error
@@ -182,7 +184,7 @@ def test_spool_writes_in_order_and_commits_only_what_was_written() -> None:
     spool = _spool(stream)
     for number in range(3):
         spool.write({'n': number}, functools.partial(committed.append, number))
-    time.sleep(0.05)
+    assert stream.entered.wait(60)  # the thread took the first line(s) and waits for the reader
     assert committed == []  # nothing is written yet: nothing is committed
     stream.go.set()
     assert spool.close(5) == 0
@@ -196,7 +198,7 @@ def test_spool_commits_an_unprinted_event_in_its_place_in_the_order() -> None:
     spool = Spool(LineWriter(stream, select=lambda event: None if event['skip'] else event))
     spool.write({'skip': False}, lambda: committed.append('printed'))
     spool.write({'skip': True}, lambda: committed.append('filtered'))
-    time.sleep(0.05)
+    assert stream.entered.wait(60)  # the thread holds the printed line, waiting for the reader
     assert committed == []  # the filtered one waits for the line before it
     stream.go.set()
     spool.close(5)
@@ -252,7 +254,7 @@ def test_spool_suspended_drops_what_waits_and_commits_none_of_it() -> None:
     committed: list[int] = []
     spool = _spool(stream)
     spool.write({'n': 0}, functools.partial(committed.append, 0))
-    time.sleep(0.05)  # the first line is taken, and waits for the reader
+    assert stream.entered.wait(60)  # the first line is taken, and waits for the reader
     for number in range(1, 5):
         spool.write({'n': number}, functools.partial(committed.append, number))
     assert spool.suspend() == 4
@@ -307,11 +309,13 @@ class RawStream(io.RawIOBase):
         self.limit, self.fail_at = limit, fail_at
         self.go = threading.Event()
         self.go.set()
+        self.entered = threading.Event()  # the writer thread is in write: it holds the lines it took
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any, /) -> int:
+        self.entered.set()
         self.go.wait(60)  # a bound that turns a bug into a failure, not a pause of a loaded machine
         self.writes += 1
         if self.fail_at is not None and len(self.data) >= self.fail_at:
@@ -329,7 +333,7 @@ def test_spool_writes_the_lines_waiting_together_each_whole_and_commits_each_in_
     spool = Spool(LineWriter(cast(BinaryIO, stream), on_reader_gone=lambda: None),
                   on_written=lambda kind, inferred: written.append((kind, inferred)))
     spool.write({'type': 'ADDED', 'n': 0}, functools.partial(committed.append, 0))
-    time.sleep(0.05)  # the first is taken alone and waits for the reader; the others queue meanwhile
+    assert stream.entered.wait(60)  # the first is taken alone and waits for the reader; the others queue
     for number in range(1, 6):
         spool.write({'type': 'MODIFIED', 'n': number, 'inferred': number == 5},
                     functools.partial(committed.append, number))

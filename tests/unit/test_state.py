@@ -4,7 +4,6 @@ import json
 import logging
 import pathlib
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,26 +84,35 @@ def test_the_final_save_lands_after_a_save_still_in_flight(
     real_save = state.save
     in_flight = threading.Event()
     release = threading.Event()
+    finished = threading.Event()  # the periodic save has written its (older) snapshot
 
     def slow_first_save(target: pathlib.Path, encoded: Mapping[str, bytes]) -> None:
-        if not in_flight.is_set():
-            in_flight.set()
-            release.wait(5)  # the periodic save, stuck in its thread (a slow disk)
+        if in_flight.is_set():
+            real_save(target, encoded)
+            return
+        in_flight.set()
+        release.wait(5)  # the periodic save, stuck in its thread (a slow disk)
         real_save(target, encoded)
+        finished.set()
 
     monkeypatch.setattr(state, 'save', slow_first_save)
 
+    class Saver(state.Saver):
+        def save(self) -> bool:
+            if in_flight.is_set():  # the final save: the stuck one is let go now, to finish during it
+                release.set()
+            return super().save()
+
     async def scenario() -> None:
-        task = asyncio.create_task(state.keep_saved(state.Saver(path, ledger)))
+        task = asyncio.create_task(state.keep_saved(Saver(path, ledger)))
         while not in_flight.is_set():
             await asyncio.sleep(0.01)
         ledger.written('u-2', PRINTED['u-2'])  # written after that snapshot was taken
-        threading.Timer(0.2, release.set).start()  # the old save finishes during the final one
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
     asyncio.run(scenario())
-    time.sleep(0.3)  # any save still running has finished
+    assert finished.wait(5)  # the older save has landed too: whichever came last is on disk
     assert set(state.load(path) or {}) == {'u-1', 'u-2'}
 
 

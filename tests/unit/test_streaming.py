@@ -13,6 +13,7 @@ What deploywatch's own LIST and WATCH loops promise beyond the events (``streami
 """
 import asyncio
 import gc
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -107,24 +108,42 @@ SILENCE = 0.3  # the inactivity timeout of these tests, in seconds
 
 
 def watched(gaps: list[float]) -> list[Any]:
-    """What ``watch_objs`` yields from a stream that sends an event after each gap, then nothing."""
+    """
+    What ``watch_objs`` yields from a stream that sends an event after each gap, then nothing.
+
+    The loop's clock moves only as the stream says (each gap, then a silence as long as the
+    timeout), so a machine that pauses the test cannot stretch a gap into a timeout.
+    """
     settings = kopf.OperatorSettings()
     settings.watching.inactivity_timeout = SILENCE
+    now = [0.0]
 
     async def stream(url: str, **_: Any) -> AsyncIterator[dict[str, Any]]:
         for index, gap in enumerate(gaps):
-            await asyncio.sleep(gap)
+            now[0] += gap  # ``gap`` seconds pass, and nothing else happens
+            await asyncio.sleep(0)  # what fell due meanwhile runs first
             yield {'type': 'MODIFIED', 'object': {'index': index}}
+        now[0] += SILENCE
         await asyncio.Event().wait()  # silent, and never ending by itself
 
     async def scenario() -> list[Any]:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(streaming, '_stream', stream)
-            return [event['object']['index'] async for event in streaming.watch_objs(
-                settings=settings, resource=kopf.Resource('apps', 'v1', 'deployments'), namespace=None,
-                operator_pause_waiter=None)]
+        loop = asyncio.get_running_loop()
+        now[0] = loop.time()
+        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        task = asyncio.current_task()
+        assert task is not None
+        guard = threading.Timer(30, loop.call_soon_threadsafe, [task.cancel])  # a bound in real time
+        guard.start()
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(streaming, '_stream', stream)
+                return [event['object']['index'] async for event in streaming.watch_objs(
+                    settings=settings, resource=kopf.Resource('apps', 'v1', 'deployments'), namespace=None,
+                    operator_pause_waiter=None)]
+        finally:
+            guard.cancel()
 
-    return asyncio.run(asyncio.wait_for(scenario(), timeout=30))
+    return asyncio.run(scenario())
 
 
 def test_a_stream_that_goes_silent_ends_after_the_inactivity_timeout() -> None:
