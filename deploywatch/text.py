@@ -112,6 +112,8 @@ def changes(event: Mapping[str, Any]) -> str:
         marks.append('(listed)')
     if event.get('inferred'):
         marks.append('(inferred: seen by listing again)')
+    if any(op.get('path') == '' for op in event.get('diff') or []):  # the whole replaced: old not known
+        return '  '.join(['(previous state unknown)', *marks])
     shown = sorted((op for op in event.get('diff') or []
                     if op['path'] not in IGNORED_PATHS and not op['path'].startswith(NOISE)),
                    key=lambda op: FIRST.index(op['path'].split('/')[1]) if op['path'].split('/')[1] in FIRST

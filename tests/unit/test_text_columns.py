@@ -63,3 +63,11 @@ def test_a_named_cluster_gets_its_column_after_the_type() -> None:
     header, first, *_ = recorded_lines(cluster='prod-eu-1')
     assert header.split()[:5] == ['TIME', '(UTC)', 'TYPE', 'CLUSTER', 'NAMESPACE/NAME']
     assert first.split()[1:4] == ['ADDED', 'prod-eu-1', 'rec/web']
+
+
+def test_a_modified_whose_previous_state_is_unknown_says_so() -> None:
+    """Issue 20, item 7: a state file kept under other settings: the diff replaces the whole object."""
+    event = {'type': 'MODIFIED', 'time': '2026-12-01T10:00:00.000Z', 'namespace': 'default', 'name': 'web',
+             'inferred': True, 'summary': {'replicas': 1},
+             'diff': [{'op': 'replace', 'path': '', 'value': {}}]}
+    assert render(event).endswith('(previous state unknown)  (inferred: seen by listing again)')
