@@ -23,11 +23,12 @@ rather than being cut, since a truncated name is worse than a ragged line.
 
 Everything in a line but deploywatch's own colour comes from the cluster, and
 annotation values and images are free text there: a newline in one would
-forge a line, an escape sequence would recolour or clear the terminal, and a
-bidi override would reorder what a person reads. So every cell passes through
+forge a line, an escape sequence would recolour or clear the terminal, a bidi
+override would reorder what a person reads, and a zero-width space would make
+two different images look the same. So every cell passes through
 :func:`visible`, which writes such characters as ``\\n``, ``\\x1b``,
-``\\u202e``: every event stays one line, and no escape sequence reaches the
-terminal except the colour added after.
+``\\u202e``, ``\\u200b``: every event stays one line, no escape sequence reaches
+the terminal except the colour added after, and what differs looks different.
 """
 import json
 import re
@@ -48,11 +49,20 @@ FIRST = ['spec', 'metadata', 'status']  # the order changes are listed in: what 
 COLOURS = {'ADDED': '32', 'MODIFIED': '33', 'DELETED': '31', 'RESYNC': '2'}  # green, yellow, red, dim
 
 
-# C0 controls and DEL, C1 controls (CSI, NEL...), the bidi marks, embeddings, overrides and isolates
-# (the "Trojan Source" characters), the Unicode line and paragraph separators, lone surrogates, and
-# the backslash itself, so that \x1b on screen is always an escaped ESC, never one typed as text.
-UNSAFE = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069'
-                    '\ud800-\udfff\\\\]')
+# What a terminal acts on: C0 controls and DEL, C1 controls (CSI, NEL...), lone surrogates, and the
+# backslash itself, so that \x1b on screen is always an escaped ESC, never one typed as text. And what
+# it shows as nothing, or uses to reorder what a person reads, so that two values that differ never
+# look the same: every format character (Unicode category Cf: the bidi marks, embeddings, overrides
+# and isolates of "Trojan Source", zero-width space, joiners, word joiner, invisible operators, BOM,
+# soft hyphen, tags...), the line and paragraph separators (Zl, Zp), and the other code points
+# Unicode calls default-ignorable (Hangul fillers, variation selectors, the combining grapheme
+# joiner, Mongolian free variation selectors, and the ranges it reserves as such). Emoji joined
+# with U+200D or U+FE0F show escaped too: text mode is for telling values apart; JSON keeps them.
+UNSAFE = re.compile(
+    '[\x00-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160'
+    '\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ud800-\udfff'
+    '\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f'
+    '\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff\\\\]')
 NAMED = {'\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\'}
 
 
@@ -64,7 +74,9 @@ def visible(text: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     code = ord(char)
-    return NAMED.get(char) or (f'\\x{code:02x}' if code <= 0xff else f'\\u{code:04x}')
+    if char in NAMED:
+        return NAMED[char]
+    return f'\\x{code:02x}' if code <= 0xff else f'\\u{code:04x}' if code <= 0xffff else f'\\U{code:08x}'
 
 
 def columns(cells: tuple[str, ...], *, cluster: bool = False) -> str:

@@ -83,3 +83,27 @@ def test_a_hostile_annotation_and_image_cannot_forge_lines_or_colours_on_a_termi
         colours = re.findall(re.escape(ESCAPE) + '[0-9;]*m', line)
         assert len(colours) == 2 and line.count('\x1b') == 2, repr(line)
         assert not CONTROLS.search(re.sub(re.escape(ESCAPE) + '[0-9;]*m', '', line)), repr(line)
+
+
+# Issue 20, text mode: what renders as nothing (or as blank) must not make two values look the same.
+INVISIBLE = '\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u3164'
+
+
+def test_invisible_characters_are_escaped_so_two_images_never_look_the_same(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    plain_body = deployment('plain', namespace=namespace, image='nginx:1.25')
+    plain_body['metadata']['annotations'] = {'note': 'ab'}
+    cluster.create(plain_body)
+    cluster.create(deployment('lookalike', namespace=namespace, image='nginx:1.25\u200b'))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True)
+
+    plain = operator.wait_for_line(f'{namespace}/plain ')
+    lookalike = operator.wait_for_line(f'{namespace}/lookalike ')
+    cluster.patch(namespace, 'plain', {'metadata': {'annotations': {'note': f'a{INVISIBLE}b'}}})
+    modified = operator.wait_for_line('metadata.annotations.note')
+
+    assert plain.split()[4] == 'nginx:1.25'
+    assert lookalike.split()[4] == r'nginx:1.25\u200b'
+    assert r'ab→a\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\xad\u3164b' in modified
+    assert not any(char in line for line in operator.lines for char in INVISIBLE)
