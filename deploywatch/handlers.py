@@ -116,7 +116,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -391,7 +390,7 @@ def _save_state() -> None:
 def _encoder(output_format: str) -> Encoder:
     """How a line is written: JSON, the text format, or a CloudEvent (encoders beside ``output``)."""
     if output_format == 'text':
-        return TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+        return TextEncoder.for_stdout()
     if output_format == 'cloudevents':
         return cloudevents.encode
     return encode_json

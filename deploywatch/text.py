@@ -19,7 +19,11 @@ these fields existed render with those cells empty.
 It is rendered from the JSON event alone (a pure function of one line), so a
 saved JSON stream renders the same later: ``python -m deploywatch render``.
 Columns have fixed widths; a longer value pushes the rest of its line right
-rather than being cut, since a truncated name is worse than a ragged line.
+rather than being cut, since a truncated name is worse than a ragged line. On a
+terminal a line that would wrap is fitted to the window's width (read for every
+line, so a resized window is followed) by cutting CHANGES only, the last changes
+first, with ``… +N`` for the N not shown: a wrapped line breaks the columns of
+every line after it. Piped (a file, ``less``, ``grep``) a line is kept whole.
 
 Everything in a line but deploywatch's own colour comes from the cluster, and
 annotation values and images are free text there: a newline in one would
@@ -31,8 +35,11 @@ two different images look the same. So every cell passes through
 the terminal except the colour added after, and what differs looks different.
 """
 import json
+import os
 import re
-from collections.abc import Mapping
+import sys
+import unicodedata
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from deploywatch.diffing import IGNORED_PATHS
@@ -41,7 +48,6 @@ from deploywatch.rollout import rollout
 HEADER = ('TIME (UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'ROLLOUT', 'BY', 'CHANGES')
 WIDTHS = (12, 8, 28, 6, 18, 11, 30)  # the last column takes the rest
 CLUSTER_WIDTH = 12  # the CLUSTER column, after TYPE, only in a stream with DEPLOYWATCH_CLUSTER
-MAX_CHANGES = 4
 # Paths that change along with the ones worth showing, and only repeat them.
 NOISE = ('/metadata/generation', '/status/observedGeneration', '/status/conditions')
 
@@ -92,7 +98,8 @@ def header(event: Mapping[str, Any]) -> str:
     return columns(HEADER)
 
 
-def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
+def render(event: Mapping[str, Any], *, colour: bool = False, width: int | None = None) -> str:
+    """One event's line; with ``width`` (a terminal's), CHANGES cut so that it fits (see above)."""
     summary = event.get('summary') or {}
     kind = str(event.get('type'))
     state = summary.get('rollout')
@@ -104,28 +111,37 @@ def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
         ','.join(summary.get('images') or []) or '-',
         str(state.get('status', '')) if isinstance(state, Mapping) else '',
         _author(event),
-        changes(event),
     )
     cluster = event.get('cluster')
     if isinstance(cluster, str):
         cells = (*cells[:2], cluster, *cells[2:])
     # Escaped before padding, so that columns stay aligned.
-    line = columns(tuple(visible(cell) for cell in cells), cluster=isinstance(cluster, str))
+    cells = tuple(visible(cell) for cell in cells)
+    parts, marks = (list(map(visible, items)) for items in changes(event))
+    line = columns((*cells, '  '.join([*parts, *marks])), cluster=isinstance(cluster, str))
+    shown = len(parts)
+    while width is not None and shown and _columns_taken(line) > width:  # the last changes go first
+        shown -= 1
+        cut = [*parts[:shown], f'… +{len(parts) - shown}', *marks]
+        line = columns((*cells, '  '.join(cut)), cluster=isinstance(cluster, str))
     if colour and kind in COLOURS:
         start = line.index(kind, len(cells[0]))
         line = f'{line[:start]}\x1b[{COLOURS[kind]}m{kind}\x1b[0m{line[start + len(kind):]}'
     return line
 
 
-def changes(event: Mapping[str, Any]) -> str:
-    """``path old→new`` for each change of a MODIFIED, spec first, then metadata and status."""
+def changes(event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """
+    ``path old→new`` for each change of a MODIFIED, spec first, then metadata and status; and
+    the marks that follow them (what kind of ADDED or MODIFIED it is).
+    """
     marks = []
     if event.get('type') == 'ADDED' and event.get('initial'):
         marks.append('(listed)')
     if event.get('inferred'):
         marks.append('(inferred: seen by listing again)')
     if any(op.get('path') == '' for op in event.get('diff') or []):  # the whole replaced: old not known
-        return '  '.join(['(previous state unknown)', *marks])
+        return ['(previous state unknown)'], marks
     shown = sorted((op for op in event.get('diff') or []
                     if op['path'] not in IGNORED_PATHS and not op['path'].startswith(NOISE)),
                    key=lambda op: FIRST.index(op['path'].split('/')[1]) if op['path'].split('/')[1] in FIRST
@@ -134,9 +150,32 @@ def changes(event: Mapping[str, Any]) -> str:
     moved = _rollout_moved(event)
     if moved:
         parts.insert(0, moved)
-    if len(parts) > MAX_CHANGES:
-        parts = [*parts[:MAX_CHANGES], f'+{len(parts) - MAX_CHANGES} more']
-    return '  '.join([*parts, *marks])
+    return parts, marks
+
+
+def _columns_taken(line: str) -> int:
+    """How many columns a terminal gives ``line`` (escaped: no controls): two for wide characters."""
+    return sum(0 if unicodedata.combining(char) else 1 + (unicodedata.east_asian_width(char) in 'WF')
+               for char in line)
+
+
+def terminal_width() -> int | None:
+    """
+    The width of stdout's terminal now; ``COLUMNS`` only where the terminal reports none (a
+    pseudo-terminal nobody sized); None: unknown. Not ``COLUMNS`` first, as ``shutil`` reads it:
+    an exported one is the width of some terminal when some process started, and a stream
+    outlives resizes of the window it runs in.
+    """
+    try:
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):  # not a terminal (any more), or stdout closed
+        return None
+    if columns <= 0:
+        try:
+            columns = int(os.environ.get('COLUMNS', ''))
+        except ValueError:
+            return None
+    return columns if columns > 0 else None
 
 
 def _author(event: Mapping[str, Any]) -> str:
@@ -207,12 +246,20 @@ def _value(value: Any) -> str:
 class TextEncoder:
     """The text format as a line encoder for ``output.LineWriter``: a header, then one line per event."""
 
-    def __init__(self, *, colour: bool) -> None:
+    def __init__(self, *, colour: bool, width: Callable[[], int | None] | None = None) -> None:
         self._colour = colour
+        self._width = width  # the terminal's width now, for each line; None: piped, lines whole
         self._header_done = False
 
+    @classmethod
+    def for_stdout(cls) -> 'TextEncoder':
+        """On a terminal: colour (unless ``NO_COLOR``) and lines fitted to its width. Piped: neither."""
+        terminal = sys.stdout.isatty()
+        return cls(colour=terminal and not os.environ.get('NO_COLOR'),
+                   width=terminal_width if terminal else None)
+
     def __call__(self, event: Mapping[str, Any]) -> bytes:
-        line = render(event, colour=self._colour)
+        line = render(event, colour=self._colour, width=self._width() if self._width is not None else None)
         if not self._header_done:
             self._header_done = True
             line = header(event) + '\n' + line
