@@ -88,7 +88,7 @@ def check() -> int:
 
 
 def render_stream(source: TextIO) -> int:
-    encoder = TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+    encoder = TextEncoder.for_stdout()
     try:
         for number, line in enumerate(source, start=1):
             if not line.strip():

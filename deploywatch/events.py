@@ -93,7 +93,7 @@ def build(
     if changes is not None:
         event['diff'] = changes
     event['object'] = obj
-    if type is EventType.MODIFIED:
+    if type is EventType.MODIFIED and old is not None:  # None: not known (the diff replaces the whole)
         event['old'] = old
     return event
 

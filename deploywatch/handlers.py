@@ -116,7 +116,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -145,7 +144,8 @@ check_credentials_or_exit(os.environ)
 RESTORED = state.load_or_exit(SETTINGS.state_file) if SETTINGS.state_file is not None else None
 TRACKER = Tracker(redact=SETTINGS.redact, cluster=SETTINGS.cluster, train_in_background=True)
 LEDGER = state.Ledger()  # what was written: the state file's content
-SAVER = state.Saver(SETTINGS.state_file, LEDGER) if SETTINGS.state_file is not None else None
+SAVER = (state.Saver(SETTINGS.state_file, LEDGER, shaping=TRACKER.shaping)
+         if SETTINGS.state_file is not None else None)
 _background: set[asyncio.Task[None]] = set()
 
 
@@ -205,8 +205,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
                name='the namespace permission check', supervised=False)
     kopf_watching.infinite_watch = functools.partial(_pausable, kopf_watching.infinite_watch)
     if SAVER is not None:
-        TRACKER.restore(RESTORED or {})
-        LEDGER.restore(TRACKER.snapshot())  # what the previous run wrote
+        restored = RESTORED or state.Saved({})
+        unknown = restored.unknown_under(TRACKER.shaping)  # kept under other settings: see state
+        TRACKER.restore(restored.objects, unknown=unknown)
+        LEDGER.restore(TRACKER.snapshot(), unknown=unknown)  # what the previous run wrote
         _start(state.keep_saved(SAVER), name='the state file saver')
     if SETTINGS.resync_seconds > 0:
         _start(resync_forever(tracker=TRACKER, writer=SPOOL, interval=SETTINGS.resync_seconds,
@@ -390,7 +392,7 @@ def _save_state() -> None:
 def _encoder(output_format: str) -> Encoder:
     """How a line is written: JSON, the text format, or a CloudEvent (encoders beside ``output``)."""
     if output_format == 'text':
-        return TextEncoder(colour=sys.stdout.isatty() and not os.environ.get('NO_COLOR'))
+        return TextEncoder.for_stdout()
     if output_format == 'cloudevents':
         return cloudevents.encode
     return encode_json

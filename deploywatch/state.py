@@ -29,6 +29,20 @@ is torn or corrupt anyway (another writer, a full disk, a hand edit) is detected
 by its checksum, reported on stderr and ignored: deploywatch then starts as
 without it, and overwrites it.
 
+The kept objects are shaped by settings (``DEPLOYWATCH_REDACT``: ``"<redacted>"`` or the
+value), so the header records those settings (``shaping``). A run with other settings
+knows every resourceVersion of the file but not the content as it would have kept it:
+diffing against it would invent changes (an env value going from ``"<redacted>"`` to its
+value), so those objects are *unknown* until a listing or a watch event shows them again
+(the tracker prints nothing for an unchanged one, and a MODIFIED without ``old`` for a
+changed one). Until a line about such an object is written, the file names it in the
+header's ``unknown``, so a restart in between does not trust it either.
+A file that names no shaping was written before it was recorded, with either setting: it
+is read as redacted, the shaping that loses most. A run that redacts re-cleans whatever it
+holds to exactly what it would have kept itself (``Tracker.restore``), and a run that does
+not treats it as unknown, which is never wrong. Old readers ignore the header's new keys,
+so the format stays ``deploywatch-state/2``: a rollback still loads the file.
+
 A file that is not a deploywatch state file at all (a path mistyped onto someone
 else's data), or one of a newer format (a rollback: the newer version's memory is not
 this one's to drop), is refused before anything connects, and never overwritten
@@ -45,8 +59,8 @@ import pathlib
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Collection, Mapping
+from typing import Any, NamedTuple, Protocol
 
 from deploywatch.encoding import plain
 
@@ -57,11 +71,34 @@ MAGIC = b'{"format": "deploywatch-state/'  # how every state file begins, of any
 SAVE_INTERVAL = 1.0
 
 Encoded = dict[str, bytes]  # uid -> the object as kept bytes (``encoding``): JSON, once read from a file
+Shaping = Mapping[str, Any]  # the settings that shape the kept objects (``Tracker.shaping``)
+UNRECORDED: Shaping = {'redact': True}  # what a file that records none is read as (see above)
 
 
-def save(path: pathlib.Path, encoded: Mapping[str, bytes]) -> None:
+class Saved(NamedTuple):
+    """A state file's content: the objects, the settings that shaped them, which are unknown."""
+    objects: Encoded
+    shaping: Shaping = UNRECORDED
+    unknown: frozenset[str] = frozenset()
+
+    def unknown_under(self, shaping: Shaping) -> frozenset[str]:
+        """The objects whose content a run shaped by ``shaping`` does not know (see above)."""
+        if dict(self.shaping) != dict(shaping):
+            return frozenset(self.objects)
+        return self.unknown & set(self.objects)
+
+
+class Contents(NamedTuple):
+    """What a save writes, taken at once: the objects and which of them are unknown."""
+    objects: dict[str, bytes]
+    unknown: frozenset[str] = frozenset()
+
+
+def save(path: pathlib.Path, encoded: Mapping[str, bytes], *, shaping: Shaping = UNRECORDED,
+         unknown: Collection[str] = ()) -> None:
     """
-    A header line (format, checksum of the rest), then one ``uid<TAB>json`` line per object.
+    A header line (format, checksum of the rest, shaping, the unknown objects if any), then
+    one ``uid<TAB>json`` line per object.
 
     The objects are written from the bytes the tracker keeps, already encoded: saving
     10,000 Deployments is a concatenation, not 10,000 encodings. What the tracker keeps
@@ -70,7 +107,11 @@ def save(path: pathlib.Path, encoded: Mapping[str, bytes]) -> None:
     version reads it.
     """
     body = b''.join(key.encode() + b'\t' + plain(data) + b'\n' for key, data in encoded.items())
-    header = json.dumps({'format': FORMAT, 'checksum': hashlib.sha256(body).hexdigest()})
+    meta: dict[str, Any] = {'format': FORMAT, 'checksum': hashlib.sha256(body).hexdigest(),
+                            'shaping': dict(shaping)}
+    if unknown:
+        meta['unknown'] = sorted(unknown)
+    header = json.dumps(meta)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(descriptor, 'wb') as file:
@@ -90,7 +131,7 @@ def save(path: pathlib.Path, encoded: Mapping[str, bytes]) -> None:
 
 
 def load(path: pathlib.Path) -> Encoded | None:
-    """The saved memory, or None (with a warning) if there is none or it cannot be trusted."""
+    """The saved objects, or None (with a warning) if there is none or it cannot be trusted."""
     try:
         content = path.read_bytes()
     except FileNotFoundError:
@@ -99,12 +140,14 @@ def load(path: pathlib.Path) -> Encoded | None:
     except OSError as error:
         logger.warning(f"State file {path} cannot be read ({error}); starting without it.")
         return None
-    return _parse(path, content)
+    saved = _parse(path, content)
+    return None if saved is None else saved.objects
 
 
-def load_or_exit(path: pathlib.Path) -> Encoded | None:
+def load_or_exit(path: pathlib.Path) -> Saved | None:
     """
-    :func:`load`, after refusing what must not be overwritten: one line on stderr, exit 2.
+    The saved file (its objects, their shaping, the unknown ones), or None as :func:`load`,
+    after refusing what must not be overwritten: one line on stderr, exit 2.
 
     Refused: a directory, a folder that does not exist (no save could succeed), a file
     that cannot be read, and a file that is not a deploywatch state file (it does not
@@ -149,20 +192,22 @@ def _newer_format(content: bytes) -> str | None:
     return str(found) if version > int(FORMAT.rpartition('/')[2]) else None
 
 
-def _parse(path: pathlib.Path, content: bytes) -> Encoded | None:
+def _parse(path: pathlib.Path, content: bytes) -> Saved | None:
     header, _, body = content.partition(b'\n')
     try:
         meta = json.loads(header)
         valid = (isinstance(meta, dict) and meta.get('format') == FORMAT
-                 and meta.get('checksum') == hashlib.sha256(body).hexdigest())
-        encoded = dict(_entry(line) for line in body.splitlines()) if valid else {}
+                 and meta.get('checksum') == hashlib.sha256(body).hexdigest()
+                 and isinstance(meta.get('shaping', UNRECORDED), dict)
+                 and isinstance(meta.get('unknown', []), list))
+        saved = Saved(dict(_entry(line) for line in body.splitlines()), meta.get('shaping', UNRECORDED),
+                      frozenset(map(str, meta.get('unknown', [])))) if valid else None
     except (ValueError, TypeError):
-        valid = False
-    if not valid:
+        saved = None
+    if saved is None:
         logger.warning(f"State file {path} is torn or corrupt; ignoring it: "
                        "every Deployment is printed as at a first start.")
-        return None
-    return encoded
+    return saved
 
 
 def _entry(line: bytes) -> tuple[str, bytes]:
@@ -178,7 +223,7 @@ class Memory(Protocol):
     @property
     def version(self) -> int: ...
 
-    def snapshot(self) -> dict[str, bytes]: ...
+    def snapshot(self) -> Contents: ...
 
 
 class Ledger:
@@ -193,6 +238,7 @@ class Ledger:
     def __init__(self, initial: Mapping[str, bytes] | None = None) -> None:
         self._lock = threading.Lock()
         self._written: dict[str, bytes] = dict(initial or {})
+        self._unknown: set[str] = set()  # restored under other settings, no line written since
         self._version = 0
 
     @property
@@ -207,16 +253,18 @@ class Ledger:
                 self._written.pop(key, None)
             else:
                 self._written[key] = encoded
+            self._unknown.discard(key)
             self._version += 1
 
-    def snapshot(self) -> dict[str, bytes]:
+    def snapshot(self) -> Contents:
         with self._lock:
-            return dict(self._written)
+            return Contents(dict(self._written), frozenset(self._unknown))
 
-    def restore(self, encoded: Mapping[str, bytes]) -> None:
-        """Start from what a previous run wrote (the tracker's restored memory)."""
+    def restore(self, encoded: Mapping[str, bytes], *, unknown: Collection[str] = ()) -> None:
+        """Start from what a previous run wrote (the tracker's restored memory), ``unknown`` as it was."""
         with self._lock:
             self._written = dict(encoded)
+            self._unknown = set(unknown) & set(encoded)
             self._version += 1
 
 
@@ -227,9 +275,10 @@ class SaveError(OSError):
 class Saver:
     """Saves of one file, one at a time, each of the memory as it is when its turn comes."""
 
-    def __init__(self, path: pathlib.Path, memory: Memory) -> None:
+    def __init__(self, path: pathlib.Path, memory: Memory, *, shaping: Shaping) -> None:
         self.path = path
         self._memory = memory
+        self._shaping = shaping  # this run's: what shaped every object it writes
         self._lock = threading.Lock()
         self._saved: int | None = None
 
@@ -240,7 +289,8 @@ class Saver:
             if version == self._saved:
                 return False
             try:
-                save(self.path, self._memory.snapshot())
+                contents = self._memory.snapshot()
+                save(self.path, contents.objects, shaping=self._shaping, unknown=contents.unknown)
             except OSError as error:
                 reason = error.strerror or error
                 raise SaveError(f"saving the state file {self.path} failed: {reason}") from error

@@ -19,19 +19,27 @@ these fields existed render with those cells empty.
 It is rendered from the JSON event alone (a pure function of one line), so a
 saved JSON stream renders the same later: ``python -m deploywatch render``.
 Columns have fixed widths; a longer value pushes the rest of its line right
-rather than being cut, since a truncated name is worse than a ragged line.
+rather than being cut, since a truncated name is worse than a ragged line. On a
+terminal a line that would wrap is fitted to the window's width (read for every
+line, so a resized window is followed) by cutting CHANGES only, the last changes
+first, with ``… +N`` for the N not shown: a wrapped line breaks the columns of
+every line after it. Piped (a file, ``less``, ``grep``) a line is kept whole.
 
 Everything in a line but deploywatch's own colour comes from the cluster, and
 annotation values and images are free text there: a newline in one would
-forge a line, an escape sequence would recolour or clear the terminal, and a
-bidi override would reorder what a person reads. So every cell passes through
+forge a line, an escape sequence would recolour or clear the terminal, a bidi
+override would reorder what a person reads, and a zero-width space would make
+two different images look the same. So every cell passes through
 :func:`visible`, which writes such characters as ``\\n``, ``\\x1b``,
-``\\u202e``: every event stays one line, and no escape sequence reaches the
-terminal except the colour added after.
+``\\u202e``, ``\\u200b``: every event stays one line, no escape sequence reaches
+the terminal except the colour added after, and what differs looks different.
 """
 import json
+import os
 import re
-from collections.abc import Mapping
+import sys
+import unicodedata
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from deploywatch.diffing import IGNORED_PATHS
@@ -40,7 +48,6 @@ from deploywatch.rollout import rollout
 HEADER = ('TIME (UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'ROLLOUT', 'BY', 'CHANGES')
 WIDTHS = (12, 8, 28, 6, 18, 11, 30)  # the last column takes the rest
 CLUSTER_WIDTH = 12  # the CLUSTER column, after TYPE, only in a stream with DEPLOYWATCH_CLUSTER
-MAX_CHANGES = 4
 # Paths that change along with the ones worth showing, and only repeat them.
 NOISE = ('/metadata/generation', '/status/observedGeneration', '/status/conditions')
 
@@ -48,11 +55,20 @@ FIRST = ['spec', 'metadata', 'status']  # the order changes are listed in: what 
 COLOURS = {'ADDED': '32', 'MODIFIED': '33', 'DELETED': '31', 'RESYNC': '2'}  # green, yellow, red, dim
 
 
-# C0 controls and DEL, C1 controls (CSI, NEL...), the bidi marks, embeddings, overrides and isolates
-# (the "Trojan Source" characters), the Unicode line and paragraph separators, lone surrogates, and
-# the backslash itself, so that \x1b on screen is always an escaped ESC, never one typed as text.
-UNSAFE = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069'
-                    '\ud800-\udfff\\\\]')
+# What a terminal acts on: C0 controls and DEL, C1 controls (CSI, NEL...), lone surrogates, and the
+# backslash itself, so that \x1b on screen is always an escaped ESC, never one typed as text. And what
+# it shows as nothing, or uses to reorder what a person reads, so that two values that differ never
+# look the same: every format character (Unicode category Cf: the bidi marks, embeddings, overrides
+# and isolates of "Trojan Source", zero-width space, joiners, word joiner, invisible operators, BOM,
+# soft hyphen, tags...), the line and paragraph separators (Zl, Zp), and the other code points
+# Unicode calls default-ignorable (Hangul fillers, variation selectors, the combining grapheme
+# joiner, Mongolian free variation selectors, and the ranges it reserves as such). Emoji joined
+# with U+200D or U+FE0F show escaped too: text mode is for telling values apart; JSON keeps them.
+UNSAFE = re.compile(
+    '[\x00-\x1f\x7f-\x9f\xad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160'
+    '\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ud800-\udfff'
+    '\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f'
+    '\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff\\\\]')
 NAMED = {'\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\'}
 
 
@@ -64,7 +80,9 @@ def visible(text: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     code = ord(char)
-    return NAMED.get(char) or (f'\\x{code:02x}' if code <= 0xff else f'\\u{code:04x}')
+    if char in NAMED:
+        return NAMED[char]
+    return f'\\x{code:02x}' if code <= 0xff else f'\\u{code:04x}' if code <= 0xffff else f'\\U{code:08x}'
 
 
 def columns(cells: tuple[str, ...], *, cluster: bool = False) -> str:
@@ -80,7 +98,8 @@ def header(event: Mapping[str, Any]) -> str:
     return columns(HEADER)
 
 
-def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
+def render(event: Mapping[str, Any], *, colour: bool = False, width: int | None = None) -> str:
+    """One event's line; with ``width`` (a terminal's), CHANGES cut so that it fits (see above)."""
     summary = event.get('summary') or {}
     kind = str(event.get('type'))
     state = summary.get('rollout')
@@ -92,26 +111,37 @@ def render(event: Mapping[str, Any], *, colour: bool = False) -> str:
         ','.join(summary.get('images') or []) or '-',
         str(state.get('status', '')) if isinstance(state, Mapping) else '',
         _author(event),
-        changes(event),
     )
     cluster = event.get('cluster')
     if isinstance(cluster, str):
         cells = (*cells[:2], cluster, *cells[2:])
     # Escaped before padding, so that columns stay aligned.
-    line = columns(tuple(visible(cell) for cell in cells), cluster=isinstance(cluster, str))
+    cells = tuple(visible(cell) for cell in cells)
+    parts, marks = (list(map(visible, items)) for items in changes(event))
+    line = columns((*cells, '  '.join([*parts, *marks])), cluster=isinstance(cluster, str))
+    shown = len(parts)
+    while width is not None and shown and _columns_taken(line) > width:  # the last changes go first
+        shown -= 1
+        cut = [*parts[:shown], f'… +{len(parts) - shown}', *marks]
+        line = columns((*cells, '  '.join(cut)), cluster=isinstance(cluster, str))
     if colour and kind in COLOURS:
         start = line.index(kind, len(cells[0]))
         line = f'{line[:start]}\x1b[{COLOURS[kind]}m{kind}\x1b[0m{line[start + len(kind):]}'
     return line
 
 
-def changes(event: Mapping[str, Any]) -> str:
-    """``path old→new`` for each change of a MODIFIED, spec first, then metadata and status."""
+def changes(event: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """
+    ``path old→new`` for each change of a MODIFIED, spec first, then metadata and status; and
+    the marks that follow them (what kind of ADDED or MODIFIED it is).
+    """
     marks = []
     if event.get('type') == 'ADDED' and event.get('initial'):
         marks.append('(listed)')
     if event.get('inferred'):
         marks.append('(inferred: seen by listing again)')
+    if any(op.get('path') == '' for op in event.get('diff') or []):  # the whole replaced: old not known
+        return ['(previous state unknown)'], marks
     shown = sorted((op for op in event.get('diff') or []
                     if op['path'] not in IGNORED_PATHS and not op['path'].startswith(NOISE)),
                    key=lambda op: FIRST.index(op['path'].split('/')[1]) if op['path'].split('/')[1] in FIRST
@@ -120,9 +150,32 @@ def changes(event: Mapping[str, Any]) -> str:
     moved = _rollout_moved(event)
     if moved:
         parts.insert(0, moved)
-    if len(parts) > MAX_CHANGES:
-        parts = [*parts[:MAX_CHANGES], f'+{len(parts) - MAX_CHANGES} more']
-    return '  '.join([*parts, *marks])
+    return parts, marks
+
+
+def _columns_taken(line: str) -> int:
+    """How many columns a terminal gives ``line`` (escaped: no controls): two for wide characters."""
+    return sum(0 if unicodedata.combining(char) else 1 + (unicodedata.east_asian_width(char) in 'WF')
+               for char in line)
+
+
+def terminal_width() -> int | None:
+    """
+    The width of stdout's terminal now; ``COLUMNS`` only where the terminal reports none (a
+    pseudo-terminal nobody sized); None: unknown. Not ``COLUMNS`` first, as ``shutil`` reads it:
+    an exported one is the width of some terminal when some process started, and a stream
+    outlives resizes of the window it runs in.
+    """
+    try:
+        columns = os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):  # not a terminal (any more), or stdout closed
+        return None
+    if columns <= 0:
+        try:
+            columns = int(os.environ.get('COLUMNS', ''))
+        except ValueError:
+            return None
+    return columns if columns > 0 else None
 
 
 def _author(event: Mapping[str, Any]) -> str:
@@ -193,12 +246,20 @@ def _value(value: Any) -> str:
 class TextEncoder:
     """The text format as a line encoder for ``output.LineWriter``: a header, then one line per event."""
 
-    def __init__(self, *, colour: bool) -> None:
+    def __init__(self, *, colour: bool, width: Callable[[], int | None] | None = None) -> None:
         self._colour = colour
+        self._width = width  # the terminal's width now, for each line; None: piped, lines whole
         self._header_done = False
 
+    @classmethod
+    def for_stdout(cls) -> 'TextEncoder':
+        """On a terminal: colour (unless ``NO_COLOR``) and lines fitted to its width. Piped: neither."""
+        terminal = sys.stdout.isatty()
+        return cls(colour=terminal and not os.environ.get('NO_COLOR'),
+                   width=terminal_width if terminal else None)
+
     def __call__(self, event: Mapping[str, Any]) -> bytes:
-        line = render(event, colour=self._colour)
+        line = render(event, colour=self._colour, width=self._width() if self._width is not None else None)
         if not self._header_done:
             self._header_done = True
             line = header(event) + '\n' + line

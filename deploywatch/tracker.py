@@ -30,13 +30,18 @@ the guarantees a SharedInformer program does not give:
 * objects of namespaces that no watch covers (any more) are named by
   :meth:`outside`, to be ended with an inferred DELETED: restored ones of
   namespaces outside today's scope or deleted meanwhile, and those of a
-  namespace that left the scope while its watch was not reading.
+  namespace that left the scope while its watch was not reading;
+* memory restored from a file kept under other settings (:attr:`shaping`) is
+  *unknown*: its resourceVersion is known, its content not as this run would
+  keep it. Seen again unchanged, it is kept as seen now, silently; changed, its
+  MODIFIED has no ``old`` and its diff replaces the whole object, rather than a
+  diff against the other settings' shape (``"<redacted>"`` to a value).
 
 It knows nothing of Kopf, I/O or time sources beyond the injected clock, so the
 rules above are tested on plain dicts.
 """
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
 from deploywatch import authorship, objects
@@ -92,7 +97,13 @@ class Tracker:
         self._printed: dict[str, Remembered] = {}
         self._names: dict[tuple[Any, Any], str] = {}  # (namespace, name) -> the key in _printed
         self._unconfirmed: set[str] = set()
+        self._unknown: set[str] = set()  # restored under other settings: the content is not known
         self.version = 0  # moves on every change of the memory: tells the state file to save
+
+    @property
+    def shaping(self) -> dict[str, Any]:
+        """The settings that shape what is kept, hence what a state file holds (``state``)."""
+        return {'redact': self._redact}
 
     def __len__(self) -> int:
         return len(self._printed)
@@ -123,14 +134,22 @@ class Tracker:
         previous = self._printed.get(key)
         version = _metadata(raw).get('resourceVersion')
         if watch_type != 'DELETED' and previous is not None and previous.version == version:
+            if key in self._unknown:  # the state printed before, seen as this run keeps it: keep it so
+                self._unknown.discard(key)
+                self._printed[key] = previous._replace(
+                    encoded=self._packer.pack(encode(objects.clean(raw, redact=self._redact))),
+                    authors=authorship.stamps(_metadata(raw).get('managedFields')))
+                self.version += 1
             return None  # the same state again (a relist, a replayed ADDED): nothing to clean or save
+        known = key not in self._unknown  # else MODIFIED has no old, and its diff replaces the whole
+        self._unknown.discard(key)
 
         # The previous state, decoded once: MODIFIED carries it as ``old``, and while the raw
         # last-applied annotation is unchanged, its redacted one is reused (objects.applied_digest).
         applied = objects.applied_digest(raw) if self._redact else None
         old: Any = None
         reuse: str | None = None
-        if previous is not None and watch_type != 'DELETED':
+        if previous is not None and watch_type != 'DELETED' and known:
             data = plain(previous.encoded)
             old = kept(decode(data), data)  # carries its JSON into the line (encoding.Kept)
             if applied is not None and previous.applied == applied:
@@ -201,12 +220,14 @@ class Tracker:
         """The last state of every object, as kept bytes: the state file's content (``state.save``)."""
         return {key: remembered.encoded for key, remembered in self._printed.items()}
 
-    def restore(self, encoded: Mapping[str, bytes]) -> None:
+    def restore(self, encoded: Mapping[str, bytes], *, unknown: Collection[str] = ()) -> None:
         """
-        Start from a previous run's memory; nothing in it is confirmed alive yet.
+        Start from a previous run's memory; nothing in it is confirmed alive yet, and the
+        content of ``unknown`` (kept under other settings: ``state.Saved.unknown_under``)
+        is not known.
 
         Each object is cleaned again with today's settings: a state file written with
-        redaction off must not bring env values back into ``old`` or RESYNC.
+        redaction off must not bring env values back into ``old``, RESYNC or an inferred DELETED.
         """
         self._printed, self._names = {}, {}
         for key, data in encoded.items():
@@ -217,6 +238,7 @@ class Tracker:
             self._names[metadata.get('namespace'), metadata.get('name')] = key
             self._maybe_train(now=True)  # no loop runs meanwhile: plain objects would only pile up
         self._unconfirmed = set(self._printed)
+        self._unknown = set(unknown) & self._unconfirmed
 
     def _maybe_train(self, *, now: bool = False) -> None:
         """

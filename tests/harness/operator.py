@@ -6,13 +6,16 @@ schema as it arrives; a line that is not a valid event fails the test at the
 next wait. Waits are bounded (behaviour, not speed: the bound only turns a hang
 into a failure with the events seen so far in the message).
 """
+import fcntl
 import json
 import os
 import pathlib
 import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -32,8 +35,12 @@ Predicate = Callable[[Event], bool]
 
 
 def operator_env(kubeconfig: pathlib.Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of the operator: ours minus any DEPLOYWATCH_* or KUBECONFIG of the caller's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('DEPLOYWATCH_', 'KOPF_'))}
+    """
+    The environment of the operator: ours minus any DEPLOYWATCH_* or KUBECONFIG of the caller's,
+    and minus the runner's terminal size (pytest-xdist's workers get COLUMNS=80 and LINES=24).
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(('DEPLOYWATCH_', 'KOPF_')) and k not in ('COLUMNS', 'LINES')}
     env['KUBECONFIG'] = str(kubeconfig)
     env.update(extra or {})
     return env
@@ -109,6 +116,10 @@ class OperatorProcess:
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
+
+    def resize(self, columns: int, rows: int = 24) -> None:
+        """The pseudo-terminal's window size (``tty=True``), as a person resizing the window sets it."""
+        fcntl.ioctl(self._stdout.fileno(), termios.TIOCSWINSZ, struct.pack('HHHH', rows, columns, 0, 0))
 
     def pause_reading(self) -> None:
         """Stop reading stdout (after the line in hand): a slow or stuck consumer."""

@@ -8,6 +8,7 @@ The state file keeps only what was written, refuses what is not its own, and fai
   left as it was.
 * A save that fails is an ERROR on stderr and stops the operator with status 1.
 """
+import json
 import pathlib
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from deploywatch.testing import ServerThread, factory
 from tests.conftest import OPERATOR_TOKEN, StartOperator
 from tests.harness.clusters import Cluster
 from tests.harness.driver import Driver
-from tests.harness.operator import HANDLERS, KOPF, eventually, operator_env
+from tests.harness.operator import HANDLERS, KOPF, eventually, of, operator_env
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
 
@@ -130,3 +131,56 @@ def test_a_failed_save_is_an_error_and_stops_the_operator(
     assert len(errors) == 1 and 'the state file saver failed' in errors[0] and str(path) in errors[0], errors
     assert 'Traceback' not in operator.stderr, operator.stderr
     assert wait_until_consistent(operator, driver.truth, namespaces={namespace}, timeout=5) == []
+
+
+def _without_shaping(path: pathlib.Path) -> None:
+    """Make ``path`` a state file as deploywatch wrote it before it recorded its shaping settings."""
+    header, _, body = path.read_bytes().partition(b'\n')
+    meta = json.loads(header)
+    meta.pop('shaping', None)
+    meta.pop('unknown', None)
+    path.write_bytes(json.dumps(meta).encode() + b'\n' + body)
+
+
+@pytest.mark.parametrize('redact', [
+    ('true', 'false', False),  # the env values it kept were "<redacted>": the real ones are not known
+    ('false', 'true', False),  # any other value: the rule is a mismatch, whichever way it goes
+    ('true', 'false', True),   # a file of an earlier deploywatch, which recorded no settings
+], ids=['redacted-then-not', 'unredacted-then-redacted', 'older-file'])
+def test_a_state_file_kept_under_other_settings_invents_no_change(
+        driver: Driver, start: Start, tmp_path: pathlib.Path, redact: tuple[str, str, bool]) -> None:
+    """
+    Issue 20, item 7: restored with another DEPLOYWATCH_REDACT, every resourceVersion is still
+    known (nothing printed again for what did not change) but not the content: a change made
+    meanwhile is a MODIFIED without ``old`` whose diff replaces the whole object, and what
+    the listing confirms unchanged is kept as this run sees it, so later diffs are real ones.
+    """
+    before, after, older_file = redact
+    namespace = driver.namespace('reshaped')
+    driver.create(namespace, 'a-same')
+    driver.create(namespace, 'b-moved')
+    path = tmp_path / 'state'
+    env = {'DEPLOYWATCH_STATE_FILE': str(path), 'DEPLOYWATCH_RESYNC_SECONDS': '0'}
+    first = start(f'--namespace={namespace}', env={**env, 'DEPLOYWATCH_REDACT': before})
+    first.wait_for_count(lambda e: e['type'] == 'ADDED', 2, what='first run: both ADDED')
+    assert first.stop() == 0
+    if older_file:
+        _without_shaping(path)
+    driver.roll_out(namespace, 'b-moved')  # status only, while deploywatch is down
+
+    second = start(f'--namespace={namespace}', env={**env, 'DEPLOYWATCH_REDACT': after})
+    moved = second.wait_for(of('b-moved', 'MODIFIED'), what='the change made while down')
+    driver.create(namespace, 'z-sentinel')  # listed after a-same, or seen by the watch after the listing
+    second.wait_for(of('z-sentinel', 'ADDED'), what='a-same listed')
+    driver.scale(namespace, 'a-same', 2)
+    same = second.wait_for(of('a-same', 'MODIFIED'), what='a real change after the restart')
+
+    assert same['diff'] == [{'op': 'replace', 'path': '/metadata/generation', 'value': 2},
+                            {'op': 'replace', 'path': '/spec/replicas', 'value': 2}]
+    assert moved['inferred'] is True
+    assert 'old' not in moved  # not known: it was kept under other settings
+    assert moved['diff'] == [{'op': 'replace', 'path': '', 'value': moved['object']}]
+    assert [e['type'] for e in second.matching(of('a-same'))] == ['MODIFIED']  # nothing at the restart
+    shown = json.dumps(second.events)
+    assert ('<redacted>' in shown) is (after == 'true')
+    assert ('s3cr3t-do-not-print' in shown) is (after == 'false')

@@ -1,5 +1,6 @@
 """Text format for people at a terminal: aligned lines, changes in short form, colour only on a TTY."""
 import re
+import unicodedata
 
 import pytest
 
@@ -83,3 +84,85 @@ def test_a_hostile_annotation_and_image_cannot_forge_lines_or_colours_on_a_termi
         colours = re.findall(re.escape(ESCAPE) + '[0-9;]*m', line)
         assert len(colours) == 2 and line.count('\x1b') == 2, repr(line)
         assert not CONTROLS.search(re.sub(re.escape(ESCAPE) + '[0-9;]*m', '', line)), repr(line)
+
+
+# Issue 20, text mode: what renders as nothing (or as blank) must not make two values look the same.
+INVISIBLE = '\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u3164'
+
+
+def test_invisible_characters_are_escaped_so_two_images_never_look_the_same(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    plain_body = deployment('plain', namespace=namespace, image='nginx:1.25')
+    plain_body['metadata']['annotations'] = {'note': 'ab'}
+    cluster.create(plain_body)
+    cluster.create(deployment('lookalike', namespace=namespace, image='nginx:1.25\u200b'))
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True)
+
+    plain = operator.wait_for_line(f'{namespace}/plain ')
+    lookalike = operator.wait_for_line(f'{namespace}/lookalike ')
+    cluster.patch(namespace, 'plain', {'metadata': {'annotations': {'note': f'a{INVISIBLE}b'}}})
+    modified = operator.wait_for_line('metadata.annotations.note')
+
+    assert plain.split()[4] == 'nginx:1.25'
+    assert lookalike.split()[4] == r'nginx:1.25\u200b'
+    assert r'ab→a\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\xad\u3164b' in modified
+    assert not any(char in line for line in operator.lines for char in INVISIBLE)
+
+
+def _display_width(line: str) -> int:
+    """Columns a terminal gives ``line`` (colour sequences take none, wide characters two)."""
+    shown = re.sub(re.escape(ESCAPE) + '[0-9;]*m', '', line)
+    return sum(1 + (unicodedata.east_asian_width(char) in 'WF') for char in shown)
+
+
+ANNOTATIONS = 8  # changed at once: eight changes, far wider together than any terminal line
+
+
+def _annotated(cluster: Cluster, namespace: str) -> None:
+    body = deployment('web', namespace=namespace)
+    body['metadata']['annotations'] = {f'note-{index}': 'before-one' for index in range(ANNOTATIONS)}
+    cluster.create(body)
+
+
+def _change_every_annotation(cluster: Cluster, namespace: str, value: str) -> None:
+    cluster.patch(namespace, 'web', {'metadata': {'annotations': {
+        f'note-{index}': value for index in range(ANNOTATIONS)}}})
+
+
+def test_on_a_terminal_each_line_fits_its_width_and_says_how_many_changes_it_cut(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True,
+                              tty=True)
+    operator.resize(240)  # before anything is printed: the namespace is still empty
+    _annotated(cluster, namespace)
+    operator.wait_for_line(f'{namespace}/web')
+    _change_every_annotation(cluster, namespace, 'after-two-')
+    wide = operator.wait_for_line('after-two-')
+    operator.resize(190)  # the window narrowed: the next line follows it
+    _change_every_annotation(cluster, namespace, 'after-three')
+    narrow = operator.wait_for_line('after-three')
+
+    for line, columns in [*((line, 240) for line in operator.lines[:3]), (narrow, 190)]:
+        assert _display_width(line) <= columns, (columns, line)
+    for line in (wide, narrow):
+        shown = line.count('metadata.annotations.note-')
+        cut = re.search(r'… \+(\d+)$', line)
+        assert cut is not None, line
+        assert shown >= 1 and shown + int(cut.group(1)) == ANNOTATIONS, line
+    assert wide.count('metadata.annotations.note-') > narrow.count('metadata.annotations.note-')
+
+
+def test_piped_a_line_is_kept_whole(cluster: Cluster, start_operator: StartOperator) -> None:
+    namespace = cluster.new_namespace()
+    _annotated(cluster, namespace)
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text', 'COLUMNS': '80'},
+                              text=True)
+    operator.wait_for_line(f'{namespace}/web')
+    _change_every_annotation(cluster, namespace, 'after-two-')
+
+    line = operator.wait_for_line('after-two-')
+
+    assert line.count('metadata.annotations.note-') == ANNOTATIONS, line
+    assert '…' not in line and 'more' not in line

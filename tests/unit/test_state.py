@@ -1,5 +1,6 @@
 """state: the optional state file survives restarts, and a bad one is never trusted."""
 import asyncio
+import hashlib
 import json
 import logging
 import pathlib
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from deploywatch import state
-from deploywatch.tracker import Tracker, encode
+from deploywatch.tracker import encode
 
 OBJECTS: dict[str, dict[str, Any]] = {
     'u-1': {'metadata': {'name': 'web', 'namespace': 'default', 'uid': 'u-1', 'resourceVersion': '7',
@@ -18,6 +19,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
     'u-2': {'metadata': {'name': 'api', 'namespace': 'prod', 'uid': 'u-2', 'resourceVersion': '9'}},
 }
 PRINTED = {uid: encode(obj) for uid, obj in OBJECTS.items()}
+SHAPING = {'redact': True}
 
 
 def test_saved_memory_loads_back_identical(tmp_path: pathlib.Path) -> None:
@@ -56,16 +58,16 @@ def test_keep_saved_saves_changes_and_once_more_when_stopped(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(state, 'SAVE_INTERVAL', 0.01)
     path = tmp_path / 'state.json'
-    tracker = Tracker(redact=True)
+    ledger = state.Ledger()
 
     async def scenario() -> list[set[str]]:
         seen: list[set[str]] = []
-        task = asyncio.create_task(state.keep_saved(state.Saver(path, tracker)))
-        tracker.observe(None, OBJECTS['u-1'])
+        task = asyncio.create_task(state.keep_saved(state.Saver(path, ledger, shaping=SHAPING)))
+        ledger.written('u-1', PRINTED['u-1'])
         while not path.exists():
             await asyncio.sleep(0.01)
         seen.append(set(state.load(path) or {}))
-        tracker.observe(None, OBJECTS['u-2'])
+        ledger.written('u-2', PRINTED['u-2'])
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         seen.append(set(state.load(path) or {}))
@@ -86,13 +88,13 @@ def test_the_final_save_lands_after_a_save_still_in_flight(
     release = threading.Event()
     finished = threading.Event()  # the periodic save has written its (older) snapshot
 
-    def slow_first_save(target: pathlib.Path, encoded: Mapping[str, bytes]) -> None:
+    def slow_first_save(target: pathlib.Path, encoded: Mapping[str, bytes], **options: Any) -> None:
         if in_flight.is_set():
-            real_save(target, encoded)
+            real_save(target, encoded, **options)
             return
         in_flight.set()
         release.wait(5)  # the periodic save, stuck in its thread (a slow disk)
-        real_save(target, encoded)
+        real_save(target, encoded, **options)
         finished.set()
 
     monkeypatch.setattr(state, 'save', slow_first_save)
@@ -104,7 +106,7 @@ def test_the_final_save_lands_after_a_save_still_in_flight(
             return super().save()
 
     async def scenario() -> None:
-        task = asyncio.create_task(state.keep_saved(Saver(path, ledger)))
+        task = asyncio.create_task(state.keep_saved(Saver(path, ledger, shaping=SHAPING)))
         while not in_flight.is_set():
             await asyncio.sleep(0.01)
         ledger.written('u-2', PRINTED['u-2'])  # written after that snapshot was taken
@@ -119,7 +121,7 @@ def test_the_final_save_lands_after_a_save_still_in_flight(
 def test_only_what_the_ledger_was_told_was_written_is_saved(tmp_path: pathlib.Path) -> None:
     path = tmp_path / 'state.json'
     ledger = state.Ledger({'u-1': PRINTED['u-1']})
-    saver = state.Saver(path, ledger)
+    saver = state.Saver(path, ledger, shaping=SHAPING)
     assert saver.save() is True
     assert saver.save() is False  # nothing changed
     ledger.written('u-2', PRINTED['u-2'])
@@ -129,7 +131,8 @@ def test_only_what_the_ledger_was_told_was_written_is_saved(tmp_path: pathlib.Pa
 
 
 def test_a_failed_save_names_the_file(tmp_path: pathlib.Path) -> None:
-    saver = state.Saver(tmp_path / 'gone' / 'state.json', state.Ledger({'u-1': PRINTED['u-1']}))
+    saver = state.Saver(tmp_path / 'gone' / 'state.json', state.Ledger({'u-1': PRINTED['u-1']}),
+                        shaping=SHAPING)
     with pytest.raises(state.SaveError, match=r'gone/state\.json'):
         saver.save()
 
@@ -162,6 +165,44 @@ def test_load_or_exit_takes_its_own_files_and_empty_ones(tmp_path: pathlib.Path)
     path.write_bytes(b'')
     assert state.load_or_exit(path) is None
     state.save(path, PRINTED)
-    assert state.load_or_exit(path) == PRINTED
+    assert state.load_or_exit(path) == state.Saved(PRINTED)
     path.write_bytes(path.read_bytes()[:40])  # torn, but ours: ignored with a warning, not refused
     assert state.load_or_exit(path) is None
+
+
+def test_the_settings_that_shaped_the_objects_are_saved_and_a_mismatch_makes_them_unknown(
+        tmp_path: pathlib.Path) -> None:
+    """Issue 20, item 7: kept unredacted, restored redacted (or the other way): versions only."""
+    path = tmp_path / 'state'
+    state.save(path, PRINTED, shaping={'redact': False}, unknown={'u-2'})
+    saved = state.load_or_exit(path)
+    assert saved == state.Saved(PRINTED, {'redact': False}, frozenset({'u-2'}))
+    assert saved.unknown_under({'redact': False}) == {'u-2'}  # still unknown from a run before
+    assert saved.unknown_under({'redact': True}) == {'u-1', 'u-2'}
+
+
+def test_a_file_that_records_no_settings_is_read_as_redacted(tmp_path: pathlib.Path) -> None:
+    """Written before the settings were recorded: redacting again makes it exact, else unknown."""
+    path = tmp_path / 'state'
+    body = b''.join(key.encode() + b'\t' + data + b'\n' for key, data in PRINTED.items())
+    header = {'format': 'deploywatch-state/2', 'checksum': hashlib.sha256(body).hexdigest()}
+    path.write_bytes(json.dumps(header).encode() + b'\n' + body)
+    saved = state.load_or_exit(path)
+    assert saved is not None and saved.objects == PRINTED
+    assert saved.unknown_under({'redact': True}) == set()
+    assert saved.unknown_under({'redact': False}) == {'u-1', 'u-2'}
+
+
+def test_the_ledger_knows_an_unknown_object_again_once_a_line_about_it_is_written(
+        tmp_path: pathlib.Path) -> None:
+    path = tmp_path / 'state'
+    ledger = state.Ledger()
+    ledger.restore(PRINTED, unknown={'u-1', 'u-2'})
+    saver = state.Saver(path, ledger, shaping=SHAPING)
+    saver.save()
+    assert json.loads(path.read_bytes().partition(b'\n')[0])['unknown'] == ['u-1', 'u-2']
+    ledger.written('u-1', PRINTED['u-1'])
+    ledger.written('u-2', None)
+    saver.save()
+    header = json.loads(path.read_bytes().partition(b'\n')[0])
+    assert header['shaping'] == SHAPING and 'unknown' not in header

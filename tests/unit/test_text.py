@@ -1,5 +1,6 @@
 """text.render: what a hostile Deployment puts in names, images and values is escaped visibly."""
 import re
+import unicodedata
 from typing import Any
 
 import pytest
@@ -35,10 +36,24 @@ def _event(**fields: Any) -> dict[str, Any]:
     ('separators \u2028\u2029', r'separators \u2028\u2029'),
     ('a\\x1b', r'a\\x1b'),  # a literal backslash is doubled: \x1b on screen is always an escaped ESC
     ('lone \udcff', r'lone \udcff'),
+    # issue 20: what renders as nothing, so that two values that differ never look the same
+    ('zero\u200bwidth\u200c\u200d', r'zero\u200bwidth\u200c\u200d'),
+    ('\u2060\u2061\u2062\u2063\u2064', r'\u2060\u2061\u2062\u2063\u2064'),
+    ('bom\ufeff soft\u00adhyphen', r'bom\ufeff soft\xadhyphen'),
+    ('hangul\u3164\u115f\uffa0 filler', r'hangul\u3164\u115f\uffa0 filler'),
+    ('selector\ufe0f grapheme\u034f', r'selector\ufe0f grapheme\u034f'),
+    ('tag\U000e0041', r'tag\U000e0041'),  # above U+FFFF: eight digits, never read as \ue004 then 1
 ])
 def test_visible_escapes_what_a_terminal_would_act_on(raw: str, shown: str) -> None:
     assert visible(raw) == shown
     assert not CONTROLS.search(visible(raw))
+
+
+def test_every_format_control_and_separator_character_is_escaped() -> None:
+    """Cf, Zl, Zp and Cc of this Python's Unicode database: a newer Unicode adds to them."""
+    categories = {'Cf', 'Zl', 'Zp', 'Cc'}
+    unsafe = (chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) in categories)
+    assert [char for char in unsafe if visible(char) == char] == []
 
 
 @pytest.mark.parametrize('text', ['nginx:1.25', 'ghcr.io/team/app@sha256:ab', 'café 日本 → ∅ …', ''])

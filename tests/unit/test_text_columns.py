@@ -1,9 +1,12 @@
 """text: the ROLLOUT and BY columns, the rollout transition as a change, and the CLUSTER column."""
 import json
+import os
 import pathlib
 from typing import Any
 
-from deploywatch.text import TextEncoder, render
+import pytest
+
+from deploywatch.text import TextEncoder, render, terminal_width
 from deploywatch.tracker import Tracker
 
 RECORDINGS = pathlib.Path(__file__).resolve().parents[1] / 'emulator' / 'recordings'
@@ -63,3 +66,58 @@ def test_a_named_cluster_gets_its_column_after_the_type() -> None:
     header, first, *_ = recorded_lines(cluster='prod-eu-1')
     assert header.split()[:5] == ['TIME', '(UTC)', 'TYPE', 'CLUSTER', 'NAMESPACE/NAME']
     assert first.split()[1:4] == ['ADDED', 'prod-eu-1', 'rec/web']
+
+
+def test_a_modified_whose_previous_state_is_unknown_says_so() -> None:
+    """Issue 20, item 7: a state file kept under other settings: the diff replaces the whole object."""
+    event = {'type': 'MODIFIED', 'time': '2026-12-01T10:00:00.000Z', 'namespace': 'default', 'name': 'web',
+             'inferred': True, 'summary': {'replicas': 1},
+             'diff': [{'op': 'replace', 'path': '', 'value': {}}]}
+    assert render(event).endswith('(previous state unknown)  (inferred: seen by listing again)')
+
+
+def _changed(count: int, **fields: Any) -> dict[str, Any]:
+    """A MODIFIED that changed ``count`` annotations (``note-0``...), each ``old→new``."""
+    return {'type': 'MODIFIED', 'time': '2026-12-01T10:00:00.000Z', 'namespace': 'default', 'name': 'web',
+            'summary': {'replicas': 1, 'images': ['nginx:1.25']}, 'changedBy': None,
+            'diff': [{'op': 'replace', 'path': f'/metadata/annotations/note-{index}', 'value': 'new'}
+                     for index in range(count)],
+            'old': {'metadata': {'annotations': {f'note-{index}': 'old' for index in range(count)}}},
+            **fields}
+
+
+def test_a_terminal_line_is_fitted_to_the_width_by_cutting_the_last_changes() -> None:
+    whole = render(_changed(6))
+    assert whole.count('note-') == 6 and '…' not in whole  # piped: whole, however long
+    fixed = whole.index('metadata.annotations.note-0')  # where CHANGES starts
+    part = len('metadata.annotations.note-0 old→new  ')
+
+    for width in (fixed + part + 6, fixed + 3 * part + 6, 400):
+        line = render(_changed(6), width=width)
+        shown = line.count('note-')
+        assert len(line) <= width
+        assert line.endswith('' if shown == 6 else f'  … +{6 - shown}')
+        assert render(_changed(6), width=width + part).count('note-') == min(6, shown + 1)  # no room wasted
+
+
+def test_a_cut_line_keeps_its_marks_and_the_rest_of_its_columns() -> None:
+    mark = '(inferred: seen by listing again)'
+    whole = render(_changed(6, inferred=True))
+    fixed = whole.index('metadata.annotations.note-0')
+    line = render(_changed(6, inferred=True), width=fixed + len('metadata.annotations.note-0 old→new'))
+    assert line[fixed:] == f'… +6  {mark}'  # the mark stays: it says what kind of MODIFIED it is
+    assert line[:fixed] == whole[:fixed]
+    added = {'type': 'ADDED', 'time': '2026-12-01T10:00:00.000Z', 'namespace': 'default', 'name': 'x' * 80,
+             'initial': True, 'summary': {}}
+    assert render(added, width=60) == render(added)  # no change to cut: names are never cut
+
+
+def test_the_width_is_the_terminals_now_and_columns_only_where_it_reports_none(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = iter([os.terminal_size((120, 40)), os.terminal_size((0, 0)), os.terminal_size((0, 0))])
+    monkeypatch.setattr(os, 'get_terminal_size', lambda _: next(sizes))
+    monkeypatch.setenv('COLUMNS', '90')
+    assert terminal_width() == 120  # an exported COLUMNS is some older terminal's
+    assert terminal_width() == 90
+    monkeypatch.delenv('COLUMNS')
+    assert terminal_width() is None

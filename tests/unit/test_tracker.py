@@ -447,3 +447,21 @@ def test_an_unchanged_last_applied_annotation_is_redacted_once_and_reused(tracke
         assert objects._redacted_applied.cache_info().misses == (0 if reused else 1)
         assert output.encode(event['object']) == output.encode(objects.clean(raw, redact=True))
         assert 'first' not in str(event) and 'second' not in str(event)
+
+
+def test_memory_restored_under_other_settings_knows_versions_but_not_content() -> None:
+    """Issue 20, item 7: kept redacted, restored unredacted: no diff from "<redacted>" to a value."""
+    redacted = Tracker(redact=True, clock=lambda: NOW)
+    observe(redacted, None, deployment('same', uid='u-same', rv='5'))
+    observe(redacted, None, deployment('moved', uid='u-moved', rv='6'))
+    tracker = Tracker(redact=False, clock=lambda: NOW)
+
+    tracker.restore(redacted.snapshot(), unknown={'u-same', 'u-moved'})
+
+    assert tracker.observe(None, deployment('same', uid='u-same', rv='5')) is None  # unchanged: silent
+    moved = observe(tracker, None, deployment('moved', uid='u-moved', rv='9', replicas=3))
+    assert 'old' not in moved and moved['inferred'] is True
+    assert moved['diff'] == [{'op': 'replace', 'path': '', 'value': moved['object']}]
+    same = observe(tracker, 'MODIFIED', deployment('same', uid='u-same', rv='10', replicas=2))
+    assert [op['path'] for op in same['diff']] == ['/spec/replicas']  # against the state seen unchanged
+    assert '<redacted>' not in json.dumps([moved, same, tracker.resync('u-same')])
