@@ -7,12 +7,17 @@ deployment controller's status writes land between (and after) the test's change
 a RESYNC is held against the last line printed for that object before it, and the
 test's change is found by the resourceVersion its write returned.
 """
+import pathlib
 import time
+
+import pytest
 
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
 from tests.harness.operator import Event, OperatorProcess, of
+from tests.harness.reporting import report
+from tests.harness.wallclock import WallClock
 
 
 def last_printed_before(operator: OperatorProcess, event: Event) -> Event:
@@ -88,3 +93,38 @@ def test_a_change_during_a_long_interval_is_printed_without_waiting_for_it(
     # resync tick, and no RESYNC was printed before it.
     operator.wait_for(of('busy', 'MODIFIED', resourceVersion=version), what='MODIFIED long before any resync')
     assert operator.matching(lambda e: e['type'] == 'RESYNC') == []
+
+
+def _round(event: Event) -> int:
+    """A RESYNC's round, the last part of its id (``deploywatch.ids``)."""
+    return int(event['id'].rsplit(':', 1)[1])
+
+
+def test_a_wall_clock_stepped_back_never_prints_a_round_again(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path,
+        request: pytest.FixtureRequest) -> None:
+    """
+    Issue 20, item 8: the round was recomputed from the wall clock after each (monotonic)
+    sleep, so a clock stepped back by NTP or a restored VM printed rounds again, under the
+    same ids. Here the operator's own wall clock (only its) goes back three intervals.
+    """
+    interval, back = 1, 3
+    namespace = cluster.new_namespace()
+    cluster.create(deployment('steady', namespace=namespace))
+    clock = WallClock(tmp_path / 'wallclock')
+    operator = start_operator(f'--namespace={namespace}',
+                              env={'DEPLOYWATCH_RESYNC_SECONDS': str(interval), **clock.env()})
+    operator.wait_for_count(of('steady', 'RESYNC'), back + 1, what='rounds before the step')
+
+    clock.step(-back * interval)
+    after = len(operator.events)
+    operator.wait_for_count(of('steady', 'RESYNC'), back + 1, what='rounds after the step', after=after)
+
+    before = [_round(e) for e in operator.events[:after] if of('steady', 'RESYNC')(e)]
+    resyncs = operator.matching(of('steady', 'RESYNC'))
+    ids, rounds = [e['id'] for e in resyncs], [_round(e) for e in resyncs]
+    report(request.config, 'wall clock stepped back', {
+        'rounds before the step': ' '.join(map(str, before)),
+        'after': ' '.join(map(str, rounds[len(before):]))})
+    assert len(set(ids)) == len(ids), f'ids printed twice: rounds {before} then {rounds[len(before):]}'
+    assert rounds == sorted(set(rounds)), rounds  # strictly increasing: each round later than the last
