@@ -121,8 +121,8 @@ def _printed(operator: OperatorProcess) -> tuple[list[Event], list[str]]:
     """The events so far, and the lines that were none (not JSON, or not valid against the schema)."""
     try:
         return operator.matching(lambda _: True), []
-    except AssertionError as invalid:
-        return list(operator.events), [f'invalid lines: {invalid}']
+    except AssertionError as invalid:  # OperatorProcess.check's, with the list of them
+        return list(operator.events), [str(problem) for problem in invalid.args[0]]
 
 
 def _name(event: Event) -> str:

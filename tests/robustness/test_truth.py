@@ -60,3 +60,12 @@ def test_lines_after_the_first_match_that_keep_the_promises_pass(tmp_path: pathl
     assert wait_until_consistent(process, lambda: server(A2)) == []
     assert to_the_end(process) == []
     assert [e['type'] for e in process.events] == ['ADDED', 'MODIFIED', 'RESYNC', 'RESYNC']
+
+
+def test_a_line_that_is_no_event_after_the_first_match_is_a_problem(tmp_path: pathlib.Path) -> None:
+    process = printer(tmp_path, [line('ADDED', A2, initial=True)],
+                      [{**line('RESYNC', A2, slot=1), 'type': 'BOOKMARK'}])
+    assert wait_until_consistent(process, lambda: server(A2)) == []
+    problems = to_the_end(process)
+    assert len(problems) == 1 and problems[0].startswith("invalid line b'{"), problems
+    assert "'BOOKMARK' is not one of ['ADDED', 'MODIFIED', 'DELETED', 'RESYNC']" in problems[0], problems
