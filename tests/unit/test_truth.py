@@ -33,7 +33,7 @@ def server(*states: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 A1, A2, A3 = state('a', '1'), state('a', '2', replicas=2), state('a', '3', replicas=3)
-B1 = state('b', '4')
+B1, B5 = state('b', '4'), state('b', '5')
 
 
 def test_a_stream_as_the_readme_describes_it_matches() -> None:
@@ -80,13 +80,25 @@ def test_lines_no_listing_or_watch_could_have_caused_are_problems() -> None:
 
 def test_a_restart_with_the_state_file_continues_the_stream() -> None:
     """
-    The run before printed a2 but was killed before saving it: the next run derives it
-    again from its listing (marked), and prints no ADDED for what it restored.
+    The run before printed a2 and b's DELETED but was killed before saving them: the next
+    run derives both again from its listing (marked), and prints no ADDED for what it restored.
     """
-    before = [line('ADDED', A1, initial=True), line('ADDED', B1, initial=True), line('MODIFIED', A2, old=A1)]
+    before = [line('ADDED', A1, initial=True), line('ADDED', B1, initial=True), line('MODIFIED', A2, old=A1),
+              line('DELETED', B5)]
     again = [line('MODIFIED', A2, old=A1, inferred=True), line('DELETED', B1, inferred=True),
              line('RESYNC', A2, slot=9)]
     assert mismatches(again, server(A2), before=before) == []
+
+
+def test_only_a_marked_first_line_may_repeat_the_run_before() -> None:
+    before = [line('ADDED', A1, initial=True), line('MODIFIED', A2, old=A1), line('ADDED', B1, initial=True),
+              line('DELETED', B5)]
+    repeated = [line('RESYNC', A2, slot=9), line('MODIFIED', A2, old=A1, inferred=True), line('DELETED', B1)]
+    assert mismatches(repeated, server(A2), before=before) == [
+        "ns/a: uid-a:2:MODIFIED prints again what the run before printed",
+        'ns/a: MODIFIED at 2: old is not the last state printed',
+        'ns/b: DELETED at 4 after its DELETED',
+    ]
 
 
 def test_a_restart_with_the_state_file_prints_nothing_again_unmarked_or_as_added() -> None:
