@@ -181,6 +181,11 @@ class OperatorProcess:
             self.check()
             return [event for event in self.events if predicate(event)]
 
+    @property
+    def at_eof(self) -> bool:
+        """Every line of stdout is in: the process closed it and the reader has taken all."""
+        return self.process.poll() is not None and not self._reader.is_alive()
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
