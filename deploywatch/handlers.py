@@ -95,9 +95,17 @@ loop, so the same Kopf version check covers it) to hold that set, and:
   when the reader has caught up; the unread changes wait in the API server, not
   here (``deploywatch.output`` has the bounds);
 * follows the other toggles: while any is on (peering: another replica leads),
-  this replica prints nothing. The lines still waiting to be written are dropped
-  (counted in a warning: the replica that leads prints the current state of every
-  Deployment from its own listing), and RESYNC skips its rounds.
+  this replica is a standby. Its Deployment watches go on (peering does not pause
+  them: they are given deploywatch's own toggle set, holding only the one above), so
+  its memory follows the cluster, as every replica's informer cache does in client-go.
+  It prints only the ends of its own stream: the DELETED of a Deployment it printed.
+  The lines still waiting to be written when it lost the lead are written: they are
+  what it saw while it led. RESYNC skips its rounds. When it leads again it prints
+  the DELETED lines it kept (for :data:`STANDBY_MEMORY` seconds: the other replica may
+  have stopped before it saw them) and the current state of every Deployment (ADDED,
+  ``initial``), as a start would. So the replicas' streams together hold every
+  deletion, and every other change as an event or folded into that state; the
+  changes seen by both around a hand-over carry the same ``id``.
 
 Failures are loud
 =================
@@ -110,6 +118,7 @@ saves what was written); the process then exits with status 1
 """
 import asyncio
 import atexit
+import collections
 import dataclasses
 import functools
 import gc
@@ -138,12 +147,14 @@ logger = logging.getLogger('deploywatch')
 
 FAILURE_EXIT = 1
 DRAIN_SECONDS = 3.0  # at shutdown, how long the lines still waiting may take to be written
+STANDBY_MEMORY = 180.0  # seconds a standby keeps the DELETED lines it saw: longer than a peering hand-over
 
 SETTINGS = settings_module.load_or_exit(os.environ)
 check_credentials_or_exit(os.environ)
 RESTORED = state.load_or_exit(SETTINGS.state_file) if SETTINGS.state_file is not None else None
 TRACKER = Tracker(redact=SETTINGS.redact, cluster=SETTINGS.cluster, train_in_background=True)
 LEDGER = state.Ledger()  # what was written: the state file's content
+SHOWN: set[str] = set()  # the objects this replica printed (or queued) and not yet as DELETED
 SAVER = (state.Saver(SETTINGS.state_file, LEDGER, shaping=TRACKER.shaping)
          if SETTINGS.state_file is not None else None)
 _background: set[asyncio.Task[None]] = set()
@@ -209,6 +220,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         unknown = restored.unknown_under(TRACKER.shaping)  # kept under other settings: see state
         TRACKER.restore(restored.objects, unknown=unknown)
         LEDGER.restore(TRACKER.snapshot(), unknown=unknown)  # what the previous run wrote
+        SHOWN.update(TRACKER.uids())
         _start(state.keep_saved(SAVER), name='the state file saver')
     if SETTINGS.resync_seconds > 0:
         _start(resync_forever(tracker=TRACKER, writer=SPOOL, interval=SETTINGS.resync_seconds,
@@ -266,53 +278,90 @@ async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
 async def deliver(watch_type: str | None, raw: Mapping[str, Any], inferred: bool) -> None:
     """One event to the tracker and the writer; it waits (the loop turning) while stdout is full."""
     line = TRACKER.observe(watch_type, raw, inferred=inferred)
-    if line is not None:
-        key = identity(raw)
-        encoded = TRACKER.encoded(key)
-        SPOOL.write(line, functools.partial(LEDGER.written, key, encoded), held=len(encoded or b''))
+    if line is None:
+        return
+    key = identity(raw)
+    if PAUSE.leading or (line['type'] == 'DELETED' and key in SHOWN):
+        _write(line, key)
         await SPOOL.room()
+    else:  # a standby: its memory follows the cluster, and it prints only its own stream's ends
+        PAUSE.missed(line, key)
+
+
+def _write(line: dict[str, Any], key: str) -> None:
+    encoded = TRACKER.encoded(key)
+    SPOOL.write(line, functools.partial(LEDGER.written, key, encoded), held=len(encoded or b''))
+    if line['type'] == 'DELETED':
+        SHOWN.discard(key)
+    else:
+        SHOWN.add(key)
 
 
 class Pause:
     """
     Kopf's operator pause, seen from here (see "Kopf's operator pause, used twice" above).
 
-    ``toggles`` is Kopf's ``operator_paused``; ``full`` is deploywatch's own toggle in it.
-    ``leading`` is whether no other toggle is on: whether this replica may print.
+    ``toggles`` is Kopf's ``operator_paused``; ``own`` pauses the Deployment watches, with
+    ``full`` in it alone: peering does not pause them. ``leading`` is whether no toggle of
+    Kopf's is on: whether this replica prints. ``deleted`` holds the DELETED lines of a standby,
+    for :data:`STANDBY_MEMORY` seconds: the replica that led may have stopped before it saw them.
     """
 
     def __init__(self) -> None:
         self.toggles: aiotoggles.ToggleSet | None = None
+        self.own = aiotoggles.ToggleSet(any)
         self.full: aiotoggles.Toggle | None = None
         self.leading = True
+        self.deleted: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
 
     async def attach(self, toggles: aiotoggles.ToggleSet) -> None:
         if self.toggles is not None:
             return
         self.toggles = toggles
-        self.full = await toggles.make_toggle(SPOOL.pending > HIGH_WATER, name='stdout is behind')
+        self.leading = not toggles.is_on()  # a standby from its start: its listing is not printed
+        self.full = await self.own.make_toggle(SPOOL.pending > HIGH_WATER, name='stdout is behind')
         _start(self._follow(toggles), name='the pause follower')
 
-    def _others_on(self) -> bool:
-        toggles = list(self.toggles) if self.toggles is not None else []  # a ToggleSet has no truth value
-        return any(toggle.is_on() for toggle in toggles if toggle is not self.full)
+    def missed(self, line: dict[str, Any], key: str) -> None:
+        """A line a standby does not print: a DELETED is kept a while, for a hand-over."""
+        self._forget_old()
+        if line['type'] == 'DELETED':
+            self.deleted.append((time.monotonic(), key, line))
+
+    def _forget_old(self) -> None:
+        while self.deleted and self.deleted[0][0] < time.monotonic() - STANDBY_MEMORY:
+            self.deleted.popleft()
 
     async def _follow(self, toggles: aiotoggles.ToggleSet) -> None:
         # Kopf's toggles share one condition, notified on every change (private, as the set is).
         condition: asyncio.Condition = toggles._condition
         while True:
             async with condition:
-                await condition.wait_for(lambda: self._others_on() == self.leading)
+                await condition.wait_for(lambda: toggles.is_on() == self.leading)
             self.leading = not self.leading
             if self.leading:
-                SPOOL.resume()
-                logger.info("Not paused any more: printing again.")
+                logger.info("Not paused any more: printing again, from the current state of every "
+                            "Deployment and what was deleted meanwhile.")
+                await self._take_over()
             else:
-                dropped = SPOOL.suspend()
-                if dropped:
-                    logger.warning(f"Paused by Kopf (peering: another replica leads) with {dropped} lines "
-                                   "not yet written: they are dropped, not printed late; the replica "
-                                   "that leads prints the current state of every Deployment.")
+                logger.info(f"Paused by Kopf (peering: another replica leads): the {SPOOL.pending} bytes "
+                            "of lines not yet written are still written; nothing more is printed.")
+
+    async def _take_over(self) -> None:
+        """
+        What a replica that starts to lead prints: the deletions it saw, then every Deployment.
+        Written at once, with no turn of the loop in between: no event of a watch can come
+        between two of these lines (and print a change before the ADDED it follows).
+        """
+        self._forget_old()
+        deleted, self.deleted = self.deleted, collections.deque()
+        for _, key, line in deleted:
+            _write(line, key)
+        for key in TRACKER.uids():
+            announced = TRACKER.announce(key)
+            if announced is not None:
+                _write(announced, key)
+        await SPOOL.room()
 
     async def behind(self, on: bool) -> None:
         if self.full is not None:
@@ -333,9 +382,14 @@ class Pause:
 
 
 async def _pausable(installed: Any, **kwargs: Any) -> AsyncIterator[Any]:
-    """Kopf's call to start a watch: note its pause toggles, then run deploywatch's loop."""
+    """
+    Kopf's call to start a watch: note its pause toggles; a Deployment watch gets deploywatch's
+    own instead (stdout behind pauses it, peering does not), then runs deploywatch's loop.
+    """
     if kwargs.get('operator_paused') is not None:
         await PAUSE.attach(kwargs['operator_paused'])
+        if watching.is_deployments(kwargs['resource']):
+            kwargs['operator_paused'] = PAUSE.own
     async for item in installed(**kwargs):
         yield item
 

@@ -26,9 +26,9 @@ behind, in order:
   the liveness probe, peering's keep-alive and the state file's saves do not wait
   for the reader; a write that waited on the loop itself froze them all).
 
-Nothing is ever dropped silently. Lines are dropped only when they must not be
-printed any more, and counted in a warning by the caller: :meth:`Spool.suspend`
-(this replica lost its peering lead), or once the reader is gone or stdout fails.
+Nothing is ever dropped silently. Lines are dropped only once the reader is gone or
+stdout fails, or when the process stops before they could be written (:meth:`Spool.close`
+counts them for a warning).
 
 Each line may carry a ``commit``: called once the line was written (taken by the
 pipe or the file), in stream order, never for a line that was not. That is how
@@ -337,10 +337,9 @@ class Spool:
         self._pending = 0  # bytes in the queue
         self._writing = 0  # lines taken from the queue and being written
         self._over = False  # on_pressure(True) was the last call
-        self._suspended = False
         self._closed = False
         self.stopped = False  # the reader is gone, or stdout failed: nothing is written any more
-        self.dropped = 0  # lines not written while suspended or stopped
+        self.dropped = 0  # lines not written: the reader gone, stdout failed, or the process stopped
         self.peak = 0  # the most bytes that ever waited
         self.waits = 0  # times room() had to wait for the thread (the hard limit)
         self._thread = threading.Thread(target=self._run, name='deploywatch stdout', daemon=True)
@@ -370,7 +369,7 @@ class Spool:
         entry = (data, commit, len(data) + held, event.get('type', ''), bool(event.get('inferred')))
         pressure = now = False
         with self._changed:
-            if self._suspended or self.stopped or self._closed:
+            if self.stopped or self._closed:
                 self.dropped += bool(data)
                 return
             if self._ready or (self._writer.at_once and not (self._queue or self._busy or self._rest)):
@@ -435,29 +434,13 @@ class Spool:
         Wait, while the loop goes on turning, until no more than the hard limit waits to be
         written (or nothing will be written any more); at once if it does not.
         """
-        if self._pending > self._hard and not (self.stopped or self._suspended or self._closed):
+        if self._pending > self._hard and not (self.stopped or self._closed):
             self.waits += 1
             await asyncio.to_thread(self._wait_for_room)
 
     def _wait_for_room(self) -> None:
         with self._changed:
-            self._changed.wait_for(lambda: self._pending <= self._hard or self.stopped
-                                   or self._suspended or self._closed)
-
-    def suspend(self) -> int:
-        """Drop what waits and everything written until :meth:`resume`; how many lines were dropped."""
-        with self._changed:
-            self._suspended = True
-            dropped = self._drop()
-            released = self._release()
-            self._changed.notify_all()
-        if released:
-            self._on_pressure(False)
-        return dropped
-
-    def resume(self) -> None:
-        with self._changed:
-            self._suspended = False
+            self._changed.wait_for(lambda: self._pending <= self._hard or self.stopped or self._closed)
 
     def close(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for the lines to be written; how many were not."""

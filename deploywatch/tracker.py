@@ -207,6 +207,18 @@ class Tracker:
         return [decode(remembered.encoded) for remembered in self._printed.values()
                 if not in_scope(remembered.namespace)]
 
+    def announce(self, key: str) -> Event | None:
+        """
+        ADDED (``initial``) for one object known to be alive, else None: what a replica that
+        starts to lead prints, as a listing at its start would (the stream it continues is another's).
+        """
+        remembered = self._printed.get(key)
+        if remembered is None or key in self._unconfirmed:
+            return None
+        data = plain(remembered.encoded)
+        return build(type=EventType.ADDED, obj=kept(decode(data), data), observed=self._clock(),
+                     initial=True, cluster=self._cluster)
+
     def resync(self, key: str, *, slot: int | None = None) -> Event | None:
         """RESYNC for one object if it is known to be alive, else None; ``slot``: the round (``ids``)."""
         remembered = self._printed.get(key)

@@ -274,14 +274,14 @@ def namespace_patterns() -> list[str] | None:
     return [p for p in (*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')) if p]
 
 
-def _is_deployments(resource: Any) -> bool:
+def is_deployments(resource: Any) -> bool:
     return bool(resource.group == 'apps' and resource.plural == 'deployments')
 
 
 async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal,
                     settings: Any, resource: Any, namespace: Any, operator_paused: Any = None,
                     **kwargs: Any) -> AsyncIterator[Any]:
-    if not _is_deployments(resource):  # namespaces, CRDs, peering: Kopf's own loop
+    if not is_deployments(resource):  # namespaces, CRDs, peering: Kopf's own loop
         async for item in _original(settings=settings, resource=resource, namespace=namespace,
                                     operator_paused=operator_paused, **kwargs):
             yield item

@@ -249,24 +249,6 @@ def test_spool_at_its_hard_limit_has_the_caller_await_room_while_the_loop_turns(
     assert len(stream.getvalue().splitlines()) == 20
 
 
-def test_spool_suspended_drops_what_waits_and_commits_none_of_it() -> None:
-    stream = StuckStream()
-    committed: list[int] = []
-    spool = _spool(stream)
-    spool.write({'n': 0}, functools.partial(committed.append, 0))
-    assert stream.entered.wait(60)  # the first line is taken, and waits for the reader
-    for number in range(1, 5):
-        spool.write({'n': number}, functools.partial(committed.append, number))
-    assert spool.suspend() == 4
-    spool.write({'n': 5}, functools.partial(committed.append, 5))  # while suspended: dropped too
-    stream.go.set()
-    spool.close(5)
-    assert committed == [0]  # the one in flight was written, the others never
-    assert stream.getvalue().splitlines() == [b'{"n":0}']
-    assert spool.dropped == 5
-    spool.resume()
-
-
 def test_spool_on_a_full_disk_reports_once_and_commits_nothing() -> None:
     stream = StuckStream(OSError(28, 'No space left on device'))
     stream.go.set()
@@ -425,18 +407,17 @@ def test_spool_on_a_full_pipe_queues_behind_it_and_keeps_the_order(pipe: tuple[B
 def test_spool_on_a_pipe_finishes_a_line_begun_at_once_and_never_drops_its_rest(
         pipe: tuple[BinaryIO, BinaryIO]) -> None:
     """A line larger than what the pipe has free is begun at once and ended by the thread:
-    the reader gets it whole even if the spool is suspended (peering) in between."""
+    the reader gets it whole, before the lines written after it."""
     reader, stream = pipe
     committed: list[str] = []
     spool = Spool(LineWriter(stream, on_reader_gone=lambda: None))
     big = {'n': 'big', 'pad': 'y' * 200_000}  # more than a pipe holds: cannot all be taken at once
     spool.write(big, functools.partial(committed.append, 'big'))
     assert committed == []  # begun, not ended
-    assert spool.suspend() == 0  # the rest is the line in flight, not a line waiting
-    spool.write({'n': 'later'}, functools.partial(committed.append, 'later'))  # suspended: dropped
-    assert _drain(reader, b'\n') == encode(big)
+    spool.write({'n': 'later'}, functools.partial(committed.append, 'later'))
+    assert _drain(reader, encode({'n': 'later'})) == encode(big) + encode({'n': 'later'})
     assert spool.close(5) == 0
-    assert committed == ['big'] and spool.dropped == 1
+    assert committed == ['big', 'later'] and spool.dropped == 0
 
 
 def test_spool_on_a_pipe_whose_reader_is_gone_stops_as_before() -> None:
@@ -480,11 +461,3 @@ def test_spool_on_a_pipe_writes_what_the_loop_gathered_in_one_write_when_the_loo
     assert reader.read(65536) == encode({'n': 5}) and committed == [0, 1, 2, 3, 4, 5]
 
 
-def test_spool_gathered_lines_are_dropped_by_a_suspend_and_never_reach_the_reader(
-        pipe: tuple[BinaryIO, BinaryIO]) -> None:
-    reader, stream = pipe
-    spool, turns, committed = _gathered(stream, 3)
-    assert spool.suspend() == 3
-    turns.pop()()  # the turn comes after the suspend: nothing is left to write
-    assert reader.read(65536) is None and committed == [] and spool.pending == 0
-    assert spool.close(5) == 0
