@@ -28,7 +28,7 @@ from tests.deploy import peering
 from tests.harness.clusters import Cluster, EmulatedCluster
 from tests.harness.operator import Event, OperatorProcess, eventually
 from tests.harness.probes import free_port, scrape, value
-from tests.harness.truth import wait_until_consistent
+from tests.harness.truth import mismatches
 from tests.robustness.conftest import PEERING
 
 Replica = Callable[..., OperatorProcess]
@@ -43,9 +43,11 @@ def peering_served(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> I
 
 
 @pytest.fixture
-def replica(cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path,
-            request: pytest.FixtureRequest) -> Replica:
-    """A replica of the HA overlay at a priority (the overlay's identity on the real servers)."""
+def replica(cluster: Cluster, tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Replica:
+    """
+    A replica of the HA overlay at a priority (the overlay's identity on the real servers). The
+    peering object comes first, so that it goes last: the replicas stop before it is deleted.
+    """
     if isinstance(cluster, EmulatedCluster):
         body = {'apiVersion': 'kopf.dev/v1', 'kind': 'ClusterKopfPeering', 'metadata': {'name': PEERING}}
         store = cluster.server.server.store
@@ -54,6 +56,7 @@ def replica(cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.P
     else:
         request.getfixturevalue('peering_object')
         kubeconfig = cluster.operator_kubeconfig(tmp_path / 'ha.kubeconfig', role='ha')
+    start_operator: StartOperator = request.getfixturevalue('start_operator')
 
     def replica(priority: int, **env: str) -> OperatorProcess:
         return start_operator('--all-namespaces', f'--peering={PEERING}', f'--priority={priority}',
@@ -93,7 +96,9 @@ def test_a_higher_priority_replica_taking_the_lead_while_the_reader_is_behind_lo
         cluster.patch(namespace, name, {'metadata': {'annotations': {'pad': f'{index:04d}' + 'x' * 4000}}})
     cluster.delete(namespace, 'd0')
     second = replica(2)  # takes the lead; its listing has no d0, which it never knew
-    assert wait_until_consistent(second, lambda: cluster.truth({namespace}), namespaces={namespace}) == []
+    eventually(lambda: not mismatches(_in(namespace, second), cluster.truth({namespace}),
+                                      namespaces={namespace}),
+               what='the new leader consistent with the server in the namespace')
     eventually(lambda: _standing_by(first), what='the first replica standing by')
     first.resume_reading()
 
