@@ -22,7 +22,7 @@ from tests.harness.operator import OperatorProcess
 from tests.harness.rbac import rules_from_manifest
 from tests.harness.realk8s import ControlPlane
 from tests.harness.reporting import FIGURES, SOAK_FIGURES, Carried, receive, send
-from tests.harness.truth import to_the_end
+from tests.harness.truth import all_to_the_end
 
 E2E_KUBECONFIG = 'DEPLOYWATCH_E2E_KUBECONFIG'
 OPERATOR_TOKEN = EMULATED_OPERATORS['plain'][1]
@@ -97,13 +97,7 @@ def start_operator(operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) ->
         return process
 
     yield start
-    try:  # every line of each, to the end: a stream that once matched the server still must
-        problems = [f'{process.stderr_path.name}: {problem}'
-                    for process in started for problem in to_the_end(process)]
-    finally:
-        for process in started:
-            process.stop()
-    assert problems == []
+    assert all_to_the_end(started) == []  # a stream that once matched the server still must, to its end
 
 
 # Every stash list a summary hook prints, by a name unique among them: carried from the xdist

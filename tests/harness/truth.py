@@ -102,6 +102,16 @@ def to_the_end(operator: OperatorProcess) -> list[str]:
     return [*problems, *found]
 
 
+def all_to_the_end(started: Sequence[OperatorProcess]) -> list[str]:
+    """:func:`to_the_end` for each operator a test started (by its stderr's name); all stopped, whatever."""
+    try:
+        return [f'{process.stderr_path.name}: {problem}'
+                for process in started for problem in to_the_end(process)]
+    finally:
+        for process in started:
+            process.stop()
+
+
 def _wait(operator: OperatorProcess, claim: _Claim) -> tuple[list[str], Truth | None]:
     """The problems left and, once there are none, the truth matched."""
     deadline = time.monotonic() + claim.timeout

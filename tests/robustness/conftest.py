@@ -24,7 +24,7 @@ from tests.harness.clusters import Cluster
 from tests.harness.driver import Driver
 from tests.harness.operator import OperatorProcess, eventually
 from tests.harness.realk8s import ControlPlane
-from tests.harness.truth import to_the_end
+from tests.harness.truth import all_to_the_end
 
 Start = Callable[..., OperatorProcess]
 OVERLAY = MANIFESTS / 'overlays' / 'ha'
@@ -53,13 +53,7 @@ def start(apiserver: ServerThread, tmp_path: pathlib.Path) -> Iterator[Start]:
         return process
 
     yield start
-    try:  # every line of each, to the end: a stream that once matched the server still must
-        problems = [f'{process.stderr_path.name}: {problem}'
-                    for process in started for problem in to_the_end(process)]
-    finally:
-        for process in started:
-            process.stop()
-    assert problems == []
+    assert all_to_the_end(started) == []  # a stream that once matched the server still must, to its end
 
 
 def _documents(name: str) -> list[dict[str, Any]]:
