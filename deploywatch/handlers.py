@@ -251,16 +251,30 @@ async def stop_background(**_: Any) -> None:
 def liveness(**_: Any) -> dict[str, Any]:
     """
     Kopf's ``--liveness`` endpoint answers 500 while this raises: a Deployment watch silent
-    for over ``DEPLOYWATCH_STALL_SECONDS``, or a failure that is stopping the process.
-    Kopf keeps a success for 10 s, so a stall shows within the bound plus 10 s.
+    for over ``DEPLOYWATCH_STALL_SECONDS``, a failure that is stopping the process, or no
+    Deployment watch for over that bound with nothing to start one — no watch of namespaces
+    (Kopf has started no watch, has not listed the namespaces of a glob, or gave up watching
+    them), or one silent for over the bound (a 403 on watching namespaces, which Kopf retries
+    for minutes, then gives up). A glob that matches no namespace yet, while Kopf's watch of
+    namespaces is live, is healthy: ``watches`` 0, and ``reason`` says why. Kopf keeps a
+    success for 10 s, so a failure shows within the bound plus 10 s.
     """
-    unhealthy = metrics.METRICS.unhealthy(SETTINGS.stall_seconds)
+    m = metrics.METRICS
+    unhealthy = m.unhealthy(SETTINGS.stall_seconds)
     if unhealthy:
         raise kopf.PermanentError(unhealthy)
-    stalest = metrics.METRICS.stalest()
-    silent = None if stalest is None else round(stalest.silence(time.monotonic()), 1)
-    return {'watches': len(metrics.METRICS.watches), 'tracked': len(TRACKER),
-            'stalest': None if stalest is None else {'watch': stalest.where, 'silentSeconds': silent}}
+    now = time.monotonic()
+    stalest = m.stalest()
+    silent = None if stalest is None else round(stalest.silence(now), 1)
+    answer: dict[str, Any] = {
+        'watches': len(m.watches), 'tracked': len(TRACKER),
+        'stalest': None if stalest is None else {'watch': stalest.where, 'silentSeconds': silent}}
+    if m.namespaces is not None:
+        answer['namespaces'] = {'silentSeconds': round(m.namespaces.silence(now), 1)}
+    reason = m.unwatched()
+    if reason:
+        answer['reason'] = reason
+    return answer
 
 
 @kopf.on.event('apps', 'v1', 'deployments')

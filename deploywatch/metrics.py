@@ -22,6 +22,13 @@ cluster sends no BOOKMARK; see ``deploywatch.watching._noting_answers``). A
 watch paused on purpose (stdout is behind, or another replica leads) is not
 silent, and its clock restarts when it resumes. :meth:`Metrics.unhealthy` is
 what the liveness probe reports.
+
+No Deployment watch at all is a state of its own. Kopf starts one per matching
+namespace (or one cluster-wide); with a ``--namespace`` glob that matches no
+namespace yet, there are none, legitimately, as long as Kopf's watch of
+namespaces (:attr:`Metrics.namespaces`) is there to start one when a matching
+namespace appears. Without that watch, or with it silent, nothing ever will:
+:meth:`Metrics.unhealthy` fails once that has lasted past the stall bound.
 """
 import collections
 import dataclasses
@@ -64,6 +71,9 @@ class Metrics:
     relist_waits: int = 0  # relists that waited for the one before (RelistPace)
     last_heard: float | None = None  # Unix time of the last event or BOOKMARK of any watch
     watches: set[Watch] = dataclasses.field(default_factory=set)
+    unwatched_since: float = dataclasses.field(default_factory=time.monotonic)  # start, or last watch's end
+    namespaces: Watch | None = None  # Kopf's watch of namespaces (--namespace globs), while it runs
+    namespaces_ended: str | None = None  # why Kopf's watch of namespaces ended, if it did
     tracked: Callable[[], int] = _zero  # Deployments remembered
     dropped: Callable[[], int] = _zero  # lines not printed (standby replica, stop)
     pending: Callable[[], int] = _zero  # bytes of lines waiting to be written
@@ -87,6 +97,16 @@ class Metrics:
         watch.listings += 1
         self.heard(watch)
 
+    def watching(self, watch: Watch) -> None:
+        """A Deployment watch starts."""
+        self.watches.add(watch)
+
+    def unwatching(self, watch: Watch) -> None:
+        """A Deployment watch ends."""
+        self.watches.discard(watch)
+        if not self.watches:
+            self.unwatched_since = time.monotonic()
+
     def stalest(self) -> Watch | None:
         now = time.monotonic()
         return max(self.watches, key=lambda watch: watch.silence(now), default=None)
@@ -103,7 +123,38 @@ class Metrics:
                 return (f"the Deployment watch {stalest.where} has heard nothing from the API server "
                         f"(no event, no BOOKMARK) for {silence:.0f}s, over DEPLOYWATCH_STALL_SECONDS="
                         f"{stall_seconds:g}")
+        if stall_seconds and not self.watches:
+            now = time.monotonic()
+            return self._unwatched_too_long(now - self.unwatched_since, now=now, stall_seconds=stall_seconds)
         return None
+
+    def _unwatched_too_long(self, alone: float, *, now: float, stall_seconds: float) -> str | None:
+        """No Deployment watch for ``alone`` seconds: too long without a live watch of namespaces?"""
+        if alone <= stall_seconds:
+            return None
+        head = (f"no Deployment watch has run for {alone:.0f}s, "
+                f"over DEPLOYWATCH_STALL_SECONDS={stall_seconds:g}")
+        if self.namespaces is None:
+            why = ("Kopf has started none (with a --namespace glob: it has not listed the namespaces)"
+                   if self.namespaces_ended is None
+                   else f"Kopf's watch of namespaces ended ({self.namespaces_ended})")
+            return f"{head}, and nothing will start one: {why}"
+        silence = self.namespaces.silence(now)
+        if silence > stall_seconds:
+            return (f"{head}, and Kopf's watch of namespaces, which would start one, has heard nothing "
+                    f"from the API server for {silence:.0f}s (a 403 on watching namespaces is retried "
+                    "for minutes: see Kopf's log; a --namespace glob needs list and watch on namespaces)")
+        return None
+
+    def unwatched(self) -> str | None:
+        """Why no Deployment watch runs while the probe is healthy, or None if some do."""
+        if self.watches:
+            return None
+        if self.namespaces is not None:
+            return ("no namespace matches the --namespace patterns now; Kopf's watch of namespaces "
+                    "starts a Deployment watch when one appears")
+        return (f"no Deployment watch for {time.monotonic() - self.unwatched_since:.0f}s, and no watch of "
+                "namespaces: Kopf has not started them yet (unhealthy past DEPLOYWATCH_STALL_SECONDS)")
 
 
 class Collector(_CollectorBase):

@@ -221,7 +221,9 @@ class Settings:
             "from the API server (no event, BOOKMARK, listing, or answer to a watch request) for "
             "this long. A quiet, healthy watch hears an answer about every 70 s (Kopf reopens a "
             "silent stream), so three minutes is two missed rounds and the retry back-off; a watch "
-            "paused on purpose (stdout behind, another replica leading) is not stalled.",
+            "paused on purpose (stdout behind, another replica leading) is not stalled. It fails "
+            "too when no Deployment watch has run for this long and nothing will start one (a "
+            "--namespace glob matching no namespace yet is healthy while Kopf watches namespaces).",
     )
 
     @classmethod

@@ -282,14 +282,17 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced,
                     settings: Any, resource: Any, namespace: Any, operator_paused: Any = None,
                     **kwargs: Any) -> AsyncIterator[Any]:
     if not is_deployments(resource):  # namespaces, CRDs, peering: Kopf's own loop
-        async for item in _original(settings=settings, resource=resource, namespace=namespace,
-                                    operator_paused=operator_paused, **kwargs):
+        original = _original(settings=settings, resource=resource, namespace=namespace,
+                             operator_paused=operator_paused, **kwargs)
+        if resource.group == '' and resource.plural == 'namespaces':  # starts the watches of globs
+            original = _noted_namespaces(original)
+        async for item in original:
             yield item
         return
 
     where = f'in namespace {namespace!r}' if namespace else 'cluster-wide'
     watch = Watch(where, paused=lambda: operator_paused is not None and operator_paused.is_on())
-    METRICS.watches.add(watch)  # for the liveness probe and /metrics, while this loop runs
+    METRICS.watching(watch)  # for the liveness probe and /metrics, while this loop runs
     try:
         async for item in _list_and_watch(deliver=deliver, unlisted=unlisted, replaced=replaced,
                                           before_exit=before_exit, settings=settings, resource=resource,
@@ -297,7 +300,26 @@ async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced,
                                           watch=watch):
             yield item
     finally:
-        METRICS.watches.discard(watch)
+        METRICS.unwatching(watch)
+
+
+async def _noted_namespaces(original: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """
+    Kopf's watch of namespaces (``--namespace`` globs), noted for the liveness probe: when it
+    heard from the API server (events, BOOKMARKs, answers), and why it ended. It is what
+    starts a Deployment watch when a matching namespace appears (``metrics.Metrics``).
+    """
+    watch = METRICS.namespaces = Watch('of namespaces', paused=lambda: False)
+    LISTENING.set(watch)  # in the task of Kopf's namespace observer, for _noting_answers
+    try:
+        async for item in original:
+            METRICS.heard(watch)
+            yield item
+    except Exception as error:  # Kopf's observer then logs it and watches no more (a 403)
+        METRICS.namespaces_ended = f'{type(error).__name__}: {error}'
+        raise
+    finally:
+        METRICS.namespaces = None
 
 
 async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal,

@@ -8,6 +8,7 @@ reason printed in the summary (``-ra``), when the variable is not set.
 Every ``real`` variant is marked ``e2e``, so ``make e2e`` (``pytest -m e2e``) runs
 exactly the items that meet a real cluster.
 """
+import dataclasses
 import os
 import pathlib
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from deploywatch.testing import ApiServer, ServerThread, User
 from tests.deploy import conftest as deploy_conftest
+from tests.harness import identity
 from tests.harness.clusters import EMULATED_OPERATORS, Cluster, EmulatedCluster
 from tests.harness.operator import OperatorProcess
 from tests.harness.rbac import rules_from_manifest
@@ -36,7 +38,10 @@ def apiserver() -> Iterator[ServerThread]:
     server = ApiServer(bookmark_interval=1.0)
     # The identities Cluster.operator_kubeconfig hands out, as a real cluster's ServiceAccounts.
     plain = rules_from_manifest(RBAC_MANIFEST)
-    roles = {'plain': plain, 'globs': plain + rules_from_manifest(GLOB_RBAC_MANIFEST), 'none': ()}
+    globs = plain + rules_from_manifest(GLOB_RBAC_MANIFEST)
+    unwatched = tuple(dataclasses.replace(rule, verbs=frozenset(
+        identity.without_namespace_watch(sorted(rule.verbs), sorted(rule.resources)))) for rule in globs)
+    roles = {'plain': plain, 'globs': globs, 'none': (), identity.UNWATCHED_NAMESPACES: unwatched}
     for role, rules in roles.items():
         user, token = EMULATED_OPERATORS[role]
         server.add_user(User(user, token, rules))

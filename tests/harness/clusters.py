@@ -25,7 +25,8 @@ Obj = dict[str, Any]
 # tests/conftest.py gives them the manifests' rules, as a real cluster's ServiceAccounts have.
 EMULATED_OPERATORS = {'plain': ('deploywatch', 'deploywatch-token'),
                       'globs': ('deploywatch-globs', 'globs-operator-token'),
-                      'none': ('deploywatch-none', 'none-operator-token')}
+                      'none': ('deploywatch-none', 'none-operator-token'),
+                      identity.UNWATCHED_NAMESPACES: ('deploywatch-unwatched', 'unwatched-operator-token')}
 
 
 class Cluster:
@@ -75,6 +76,10 @@ class Cluster:
         listed = self._raw(self._apps.list_deployment_for_all_namespaces(_preload_content=False))
         return {item['metadata']['uid']: item for item in listed['items']
                 if namespaces is None or item['metadata']['namespace'] in namespaces}
+
+    def label_namespace(self, name: str, labels: dict[str, str]) -> Obj:
+        return self._raw(self._core.patch_namespace(name, {'metadata': {'labels': labels}},
+                                                    _preload_content=False))
 
     def delete_namespace(self, name: str) -> None:
         self._core.delete_namespace(name)

@@ -12,17 +12,22 @@ A real kube-apiserver sends Kopf's watches no BOOKMARK (Kopf asks for no
 ``timeoutSeconds``; measured on v1.24 and v1.28), so on the real cluster the test
 keeps a trickle of changes going for the watch to hear while all is well.
 """
+import json
+import pathlib
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from deploywatch.testing import ServerThread
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
-from tests.harness.clusters import Cluster, EmulatedCluster
+from tests.harness.clusters import EMULATED_OPERATORS, Cluster, EmulatedCluster
 from tests.harness.driver import Driver
+from tests.harness.identity import UNWATCHED_NAMESPACES
 from tests.harness.operator import OperatorProcess, eventually, of
 from tests.harness.probes import free_port, health_over, healthz, scrape, value
 from tests.harness.realk8s import ControlPlane
@@ -34,10 +39,10 @@ TRICKLE = 0.5  # seconds between the trickle's changes
 
 
 class Trickle:
-    """A change every TRICKLE seconds to one Deployment, from a thread, until stopped."""
+    """A change every TRICKLE seconds, ``write(count)``, from a thread, until stopped."""
 
-    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
-        self.cluster, self.namespace, self.name = cluster, namespace, name
+    def __init__(self, write: Callable[[int], dict[str, Any]]) -> None:
+        self.write = write
         self.versions: list[str] = []  # resourceVersions the writes returned
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -48,8 +53,7 @@ class Trickle:
         while not self._stop.wait(TRICKLE):
             count += 1
             try:
-                written = self.cluster.patch(self.namespace, self.name,
-                                             {'metadata': {'labels': {'trickle': str(count)}}})
+                written = self.write(count)
             except Exception:  # a write into a frozen server may fail; the next one is the test
                 continue
             self.versions.append(written['metadata']['resourceVersion'])
@@ -73,7 +77,8 @@ def control_plane_if_real(cluster: Cluster) -> ControlPlane | None:
 def trickled(cluster: Cluster) -> Iterator[tuple[str, Trickle]]:
     namespace = cluster.new_namespace()
     cluster.create(deployment('trickle', namespace=namespace))
-    trickle = Trickle(cluster, namespace, 'trickle')
+    trickle = Trickle(lambda count: cluster.patch(namespace, 'trickle',
+                                                  {'metadata': {'labels': {'trickle': str(count)}}}))
     yield namespace, trickle
     trickle.stop()
 
@@ -183,3 +188,102 @@ def test_a_quiet_healthy_watch_keeps_the_probe_healthy(cluster: Cluster,
 
     assert statuses == {200}, f'/healthz answered {sorted(statuses)} for a quiet, healthy watch'
     assert operator.events[quiet_from:] == [], 'the namespace was not quiet: the test proves nothing'
+
+
+# Issue 20, item 5: no Deployment watch at all. With a --namespace glob that matches no namespace
+# yet, that is the state until one appears: healthy while Kopf's watch of namespaces, which would
+# start a Deployment watch, is live; a failure once it is not, past the bound.
+GLOB_ENV = {'DEPLOYWATCH_STALL_SECONDS': str(STALL), 'DEPLOYWATCH_RESYNC_SECONDS': '0'}
+
+def _glob(cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path, *,
+          role: str) -> tuple[OperatorProcess, int, str]:
+    """An operator on a glob that matches no namespace yet: the process, its liveness port, the prefix."""
+    prefix = f'later{uuid.uuid4().hex[:6]}'
+    liveness = free_port()
+    kubeconfig = cluster.operator_kubeconfig(tmp_path / f'{role}.kubeconfig', role=role)
+    operator = start_operator(f'--namespace={prefix}-*', f'--liveness=http://127.0.0.1:{liveness}/healthz',
+                              env=GLOB_ENV, kubeconfig=kubeconfig)
+    eventually(lambda: _answers(liveness), what='/healthz answering')
+    return operator, liveness, prefix
+
+
+def _probe_failure(operator: OperatorProcess) -> str:
+    """Why the probe failed, from Kopf's log line (its 500 carries no text: the kubelet logs none)."""
+    sign = "Activity 'deploywatch' failed permanently: "
+    line = next((line for line in operator.stderr.splitlines() if sign in line), '')
+    return line.partition(sign)[2]
+
+
+def _answers(port: int) -> bool:
+    try:
+        healthz(port)
+    except OSError:  # not listening yet
+        return False
+    return True
+
+
+def test_a_glob_that_matches_no_namespace_yet_keeps_the_probe_healthy(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
+    """
+    No Deployment watch for longer than the bound, and the probe stays 200, saying why; then a
+    matching namespace appears and is watched: the state was a live one. Nothing changes in
+    a quiet cluster, so its API server sends the watch of namespaces nothing for a bound as
+    short as the test's (a quiet watch is reopened after Kopf's 70 s, and the answer counts:
+    the default bound is 180 s); another namespace's labels change for the watch to hear,
+    as ``trickled`` does for Deployments.
+    """
+    other = cluster.new_namespace('heard')
+    trickle = Trickle(lambda count: cluster.label_namespace(other, {'trickle': str(count)}))
+    try:
+        operator, liveness, prefix = _glob(cluster, start_operator, tmp_path, role='globs')
+        statuses = health_over(liveness, STALL + 12, every=0.5)  # past the bound and Kopf's cached 10 s
+        status, body = healthz(liveness)
+    finally:
+        trickle.stop()
+    assert statuses == {200} and status == 200, (statuses, body, operator.stderr[-3000:])
+    assert len(trickle.versions) >= 10, f'{len(trickle.versions)} namespace changes: the test proves nothing'
+    answer = json.loads(body)['deploywatch']  # Kopf's body: each probe handler's result, by its id
+    assert answer['watches'] == 0 and 'no namespace matches' in answer['reason'], answer
+
+    namespace = cluster.new_namespace(prefix)
+    cluster.create(deployment('web', namespace=namespace, replicas=0))
+    operator.wait_for(of('web', 'ADDED'), what='the ADDED in the first namespace the glob matches')
+    eventually(lambda: json.loads(healthz(liveness)[1])['deploywatch']['watches'] == 1,
+               what='/healthz counting the watch', timeout=FAILS_WITHIN)
+
+
+def test_a_glob_whose_namespaces_kopf_may_not_watch_fails_the_probe(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path) -> None:
+    """
+    List but not watch on namespaces: Kopf lists them (none matches), then retries the 403 of
+    its watch for minutes and gives up; no Deployment watch will ever start. Before, /healthz
+    answered 200 with ``{"watches": 0}`` throughout.
+    """
+    started = time.monotonic()  # before the process: the bound runs from a moment after it
+    operator, liveness, _ = _glob(cluster, start_operator, tmp_path, role=UNWATCHED_NAMESPACES)
+    eventually(lambda: healthz(liveness)[0] == 500, what='/healthz failing: nothing can start a watch',
+               timeout=FAILS_WITHIN)
+    failed_after = time.monotonic() - started
+    why = _probe_failure(operator)
+    assert 'no Deployment watch' in why and "watch of namespaces" in why and 'heard nothing' in why, why
+    assert failed_after >= STALL, f'failed after {failed_after:.1f}s, before the bound'
+    assert operator.process.poll() is None and operator.events == []
+
+
+def test_a_glob_whose_namespaces_are_never_listed_fails_the_probe(
+        apiserver: ServerThread, start: Start, tmp_path: pathlib.Path) -> None:
+    """
+    Kopf's listing of namespaces answered 500 again and again (retried for minutes): no watch
+    of namespaces, none of Deployments. A real server cannot be made to do this on its own.
+    """
+    apiserver.server.faults.answer(500, times=100_000, verbs=frozenset({'list'}))
+    liveness = free_port()
+    kubeconfig = apiserver.kubeconfig(tmp_path / 'globs.kubeconfig', token=EMULATED_OPERATORS['globs'][1])
+    operator = start('--namespace=never-*', f'--liveness=http://127.0.0.1:{liveness}/healthz',
+                     env=GLOB_ENV, kubeconfig=kubeconfig)
+    eventually(lambda: _answers(liveness), what='/healthz answering')
+    eventually(lambda: healthz(liveness)[0] == 500, what='/healthz failing: the namespaces never listed',
+               timeout=FAILS_WITHIN)
+    why = _probe_failure(operator)
+    assert 'no Deployment watch' in why and 'Kopf has started none' in why, why
+    assert operator.process.poll() is None

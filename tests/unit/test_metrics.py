@@ -43,6 +43,36 @@ def test_a_failure_wins_over_everything() -> None:
     assert metrics.unhealthy(30) == 'RESYNC failed (ValueError: x); stopping.'
 
 
+def test_no_deployment_watch_is_healthy_while_a_live_watch_of_namespaces_can_start_one() -> None:
+    """Issue 20, item 5: a glob that matches no namespace yet is a state that lasts, and a healthy one."""
+    metrics = Metrics(unwatched_since=time.monotonic() - 500, namespaces=_silent_for(1))
+    assert metrics.unhealthy(30) is None
+    reason = metrics.unwatched()
+    assert reason is not None and 'no namespace matches' in reason
+
+
+def test_no_deployment_watch_past_the_bound_without_a_live_watch_of_namespaces_is_unhealthy() -> None:
+    long_ago = time.monotonic() - 50
+    never = Metrics(unwatched_since=long_ago)  # namespaces not listed, or not a glob: Kopf started none
+    assert 'Kopf has started none' in (never.unhealthy(30) or '')
+    ended = Metrics(unwatched_since=long_ago, namespaces_ended='APIForbiddenError: (403)')
+    assert 'ended (APIForbiddenError: (403))' in (ended.unhealthy(30) or '')
+    silent = Metrics(unwatched_since=long_ago, namespaces=_silent_for(40))  # a 403 on watch, retried
+    assert 'watch of namespaces' in (silent.unhealthy(30) or '')
+    for state in (never, ended, silent):
+        assert state.unhealthy(60) is None  # within the bound: starting
+        assert state.unhealthy(0) is None  # 0: no stall check
+
+
+def test_the_bound_runs_from_the_end_of_the_last_deployment_watch() -> None:
+    metrics, watch = Metrics(unwatched_since=time.monotonic() - 500), _silent_for(0)
+    metrics.watching(watch)
+    assert metrics.unhealthy(30) is None and metrics.unwatched() is None
+    metrics.unwatching(watch)
+    assert metrics.unhealthy(30) is None  # just ended: the bound starts now
+    assert (metrics.unwatched() or '').startswith('no Deployment watch for 0s')
+
+
 def test_only_a_listing_after_the_first_is_a_relist() -> None:
     metrics, watch = Metrics(), _silent_for(10)
     metrics.listed_by(watch)
