@@ -75,7 +75,7 @@ class Metrics:
     namespaces: Watch | None = None  # Kopf's watch of namespaces (--namespace globs), while it runs
     namespaces_ended: str | None = None  # why Kopf's watch of namespaces ended, if it did
     tracked: Callable[[], int] = _zero  # Deployments remembered
-    dropped: Callable[[], int] = _zero  # lines not printed (standby replica, stop)
+    dropped: Callable[[], int] = _zero  # lines not printed (the reader gone, stdout failed, a stop)
     pending: Callable[[], int] = _zero  # bytes of lines waiting to be written
     blocked: Callable[[], float] = float  # seconds the writer spent in write/flush to stdout
     failure: Callable[[], str | None] = lambda: None  # why the process is failing, if it is
@@ -171,8 +171,8 @@ class Collector(_CollectorBase):
         for (kind, inferred), count in sorted(list(m.printed.items())):
             printed.add_metric([kind, 'true' if inferred else 'false'], count)
         yield printed
-        yield CounterMetricFamily(PREFIX + 'events_dropped', 'Event lines not printed: '
-                                  'this replica stopped leading (peering), or the process stops',
+        yield CounterMetricFamily(PREFIX + 'events_dropped', 'Event lines not printed: the reader '
+                                  'went away, stdout failed, or the process stopped with lines queued',
                                   value=m.dropped())
         yield _by(PREFIX + 'watch_events', 'Events read from the Deployment watch streams, by type',
                   'type', m.watch_events)
