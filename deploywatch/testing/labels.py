@@ -65,8 +65,10 @@ class Selector:
     requirements: tuple[Requirement, ...] = ()
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
-        labels = (obj.get('metadata') or {}).get('labels') or {}
-        encoded = {_bytes(k): _bytes(v) for k, v in labels.items()}
+        labels = (obj.get('metadata') or {}).get('labels')
+        if not isinstance(labels, Mapping):  # an injected object a real server would have refused
+            labels = {}
+        encoded = {_bytes(str(k)): _bytes(str(v)) for k, v in labels.items()}
         return all(requirement.matches(encoded) for requirement in self.requirements)
 
 
