@@ -5,12 +5,10 @@ Each test compares the operator's whole stdout with the emulated server's final
 state (tests/harness/truth.py), after making changes while the stream was broken.
 """
 import contextlib
-import itertools
 from collections.abc import Iterator
 
 import pytest
 
-from deploywatch.testing import ServerThread
 from deploywatch.testing.faults import Cut
 from tests.harness.driver import Driver
 from tests.harness.operator import OperatorProcess, eventually, of
@@ -135,33 +133,3 @@ def test_thirty_seconds_of_refused_connections_warn_once_and_lose_nothing(
     assert stderr.count('answers again after') == 1, stderr
     assert stderr.count('Request attempt') <= 4, stderr  # Kopf's first failure(s), not one per retry
     assert 'Traceback' not in stderr
-
-
-def test_repeated_410s_relist_after_a_growing_wait_not_in_a_storm(apiserver: ServerThread, driver: Driver,
-                                                                   start: Start) -> None:
-    """
-    Issue 20, item 6: a server that answers every watch with 410 got one full LIST after
-    another (30 expiries, 30 LISTs in 0.09 s). The first relist still goes at once; each next
-    one within a minute waits 1 s, doubling, first, and nothing is lost meanwhile.
-    """
-    namespace = driver.namespace('storm')
-    driver.create(namespace, 'web')
-    operator = start(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0'})
-    operator.wait_for(of('web', 'ADDED'), what='ADDED')
-
-    def listings() -> list[float]:
-        return [r.time for r in list(apiserver.server.log.requests)
-                if r.verb == 'list' and r.resource == 'deployments' and r.namespace == namespace]
-
-    listed = len(listings())
-    driver.faults.expire_watch(times=4)
-    driver.faults.cut_watch(after=0)  # the open watch ends at its next line; the next four answer 410
-    driver.patch(namespace, 'web', {'metadata': {'labels': {'during': 'storm'}}})
-    eventually(lambda: len(listings()) >= listed + 4, what='four relists', timeout=60)
-    times = listings()[listed:listed + 4]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert all(gap >= wait for gap, wait in zip(gaps, (1.0, 2.0, 4.0), strict=True)), gaps
-    driver.patch(namespace, 'web', {'metadata': {'labels': {'after': 'storm'}}})
-    operator.wait_for(lambda e: of('web', 'MODIFIED')(e) and e['object']['metadata']['labels'].get('after'),
-                      what='the change after the relists')
-    assert wait_until_consistent(operator, driver.truth) == []
