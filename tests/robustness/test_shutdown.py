@@ -16,6 +16,7 @@ kube-apiserver: the proxy forwards TLS untouched, and the server's certificate n
 127.0.0.1, the proxy's address too.
 """
 import pathlib
+import shutil
 import signal
 import urllib.error
 
@@ -100,6 +101,40 @@ def test_sigterm_while_behind_ends_the_process(cluster: Cluster, start_operator:
     assert code == 0, operator.stderr[-3000:]
     assert 'Streaming tasks are not stopped' not in operator.stderr
     assert 'Exception in callback' not in operator.stderr, operator.stderr[-3000:]
+
+
+@pytest.mark.parametrize('how', ['folder removed', 'folder replaced by a file'])
+def test_a_failure_while_behind_ends_the_process_with_status_1(
+        cluster: Cluster, start_operator: StartOperator, tmp_path: pathlib.Path, how: str) -> None:
+    """
+    ``RUN.fail()`` stops the process with a SIGTERM to itself: a state file save that fails
+    while the reader is stuck and the watches are paused must end it as a SIGTERM does, with
+    status 1 and its one ERROR line (as root, chmod would stop no write: the folder goes).
+    """
+    namespace = cluster.new_namespace('failing')
+    cluster.create(factory.deployment('first', namespace=namespace, replicas=0))
+    folder = tmp_path / 'state'
+    folder.mkdir()
+    path = folder / 'state'
+    operator = start_operator(f'--namespace={namespace}',
+                              env={'DEPLOYWATCH_STATE_FILE': str(path), 'DEPLOYWATCH_RESYNC_SECONDS': '0'})
+    operator.wait_for(of('first', 'ADDED'), what='ADDED')
+    eventually(path.exists, what='the first save')
+    operator.pause_reading()
+    _create_big(cluster, namespace)
+    eventually(lambda: _behind(operator), what='the watches paused for stdout')
+
+    shutil.rmtree(folder)  # every later save fails: no such directory ...
+    if how == 'folder replaced by a file':
+        folder.write_text('not a folder\n')  # ... or not a directory
+    operator.let_through(1)  # the writer finishes the line the pipe held: a change to save
+    code = operator.process.wait(timeout=GRACE)
+    stderr = operator.stderr
+    assert code == FAILURE_EXIT, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if 'ERROR' in line]
+    assert len(errors) == 1 and 'the state file saver failed' in errors[0] and str(path) in errors[0], errors
+    assert 'Traceback' not in stderr, stderr[-3000:]
+    assert _behind(operator), 'stdout caught up before the failure: not the scenario'
 
 
 def test_a_listing_past_the_hard_limit_leaves_the_loop_turning(driver: Driver, start: Start) -> None:
