@@ -76,6 +76,7 @@ Kopf still has them, and ``pyproject.toml`` pins the Kopf versions this was
 built and tested with.
 """
 import asyncio
+import contextlib
 import contextvars
 import copy
 import dataclasses
@@ -334,8 +335,8 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
     while True:
         try:
             was_paused = watch.paused()
-            async with kopf_watching.streaming_block(resource=resource, namespace=namespace,
-                                                     operator_paused=operator_paused) as paused:
+            async with _streaming_block(resource=resource, namespace=namespace,
+                                        operator_paused=operator_paused) as paused:
                 if was_paused:  # a pause is not silence: the clock starts again
                     METRICS.heard(watch)
                 if version is None:
@@ -381,6 +382,25 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                 logger.warning(f"Watching deployments {where} failed ({error!r}); {then} in {backoff:.0f}s.")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_LIMIT)
+
+
+@contextlib.asynccontextmanager
+async def _streaming_block(**kwargs: Any) -> AsyncIterator[Any]:
+    """
+    Kopf's ``streaming_block``, but a cancellation it swallowed is raised on the way out.
+
+    Kopf's awaits its pause waiter in a ``finally`` that suppresses CancelledError, so Kopf's
+    own cancellation (at SIGTERM) landing in that turn, after a watch ended or failed, was
+    lost, and the loop went on forever. ``Task.cancelling()`` still counts it (the pause's own
+    cancellation of a request is uncancelled: ``streaming._stream``).
+    """
+    try:
+        async with kopf_watching.streaming_block(**kwargs) as paused:
+            yield paused
+    finally:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError  # a cancellation must always win
 
 
 def _event(raw: Any) -> tuple[str, dict[str, Any]]:

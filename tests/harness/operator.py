@@ -67,8 +67,9 @@ class OperatorProcess:
         self._text = text
         self._problems: list[str] = []
         self._changed = threading.Condition()
-        self._reading = threading.Event()
-        self._reading.set()
+        self._reading = threading.Condition()
+        self._paused = False
+        self._allowance = 0  # lines a paused reader still takes (let_through)
         if command is None:
             assert kubeconfig is not None, 'kopf run needs a kubeconfig'
             command = [str(KOPF), 'run', str(HANDLERS), *args]
@@ -98,7 +99,10 @@ class OperatorProcess:
 
     def _read(self) -> None:
         for raw in self._lines():
-            self._reading.wait()
+            with self._reading:
+                self._reading.wait_for(lambda: not self._paused or self._allowance > 0)
+                if self._paused:
+                    self._allowance -= 1
             if self._text:
                 with self._changed:
                     self.lines.append(raw.decode().rstrip('\r\n'))
@@ -123,10 +127,22 @@ class OperatorProcess:
 
     def pause_reading(self) -> None:
         """Stop reading stdout (after the line in hand): a slow or stuck consumer."""
-        self._reading.clear()
+        with self._reading:
+            self._paused, self._allowance = True, 0
+
+    def let_through(self, count: int = 1) -> None:
+        """
+        A paused reader takes ``count`` more lines, then holds the next one as before: the
+        writer can finish the line the pipe held, and what fits after it, and no more.
+        """
+        with self._reading:
+            self._allowance += count
+            self._reading.notify_all()
 
     def resume_reading(self) -> None:
-        self._reading.set()
+        with self._reading:
+            self._paused = False
+            self._reading.notify_all()
 
     def rss_bytes(self) -> int:
         """The operator's resident memory, from /proc."""

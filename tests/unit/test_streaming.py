@@ -209,3 +209,70 @@ def test_a_cancellation_during_a_pause_is_not_swallowed(monkeypatch: pytest.Monk
             await asyncio.wait_for(task, timeout=5)
 
     asyncio.run(scenario())
+
+
+class SlowToStop:
+    """
+    Kopf's ``operator_paused``, never on, whose pause waiter takes one more turn of the loop
+    to end once cancelled: the turn in which ``streaming_block`` awaits it after a watch ended.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+
+    def is_on(self) -> bool:
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    async def wait_for(self, value: bool) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.stopping.set()
+            await asyncio.sleep(0)
+            raise
+
+
+class WatchedAgain(BaseException):
+    """A watch after the cancellation: the loop went on (not an error the loop retries)."""
+
+
+def test_a_cancellation_while_a_failed_watch_closes_its_block_is_not_swallowed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Issue 20, item 1: Kopf's ``streaming_block`` awaits its pause waiter in a ``finally`` that
+    suppresses CancelledError, so Kopf's own cancellation at SIGTERM, landing in that turn after
+    a watch failed, was swallowed: the loop slept its backoff and watched again, forever.
+    """
+    async def fetch_objs(**_: Any) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        yield [], '1'
+
+    async def watch_objs(**_: Any) -> AsyncIterator[dict[str, Any]]:
+        if toggles.stopping.is_set():
+            raise WatchedAgain()
+        await asyncio.sleep(0)  # the request goes out: the pause waiter starts meanwhile
+        raise watching.OddStream('the watch broke')
+        yield {}  # an async generator
+
+    async def deliver(*_: Any) -> None:
+        pass
+
+    monkeypatch.setattr(streaming, 'fetch_objs', fetch_objs)
+    monkeypatch.setattr(streaming, 'watch_objs', watch_objs)
+    toggles = SlowToStop()
+
+    async def scenario() -> None:
+        stream = watching.supervise(
+            deliver=deliver, unlisted=lambda namespace, listed: [], replaced=lambda obj: [],
+            before_exit=lambda: None, settings=kopf.OperatorSettings(),
+            resource=kopf.Resource('apps', 'v1', 'deployments'), namespace='default',
+            operator_paused=toggles)
+        task = asyncio.create_task(_drain(stream))
+        await toggles.stopping.wait()  # the watch failed: its block awaits the waiter it cancelled
+        task.cancel()  # what Kopf does at SIGTERM
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(scenario())
