@@ -15,7 +15,7 @@ from tests.harness.operator import OperatorProcess, eventually, of
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
 
-REFUSED = 'ClientConnectorError'  # in Kopf's log of a request the closed port refused
+NOTICED = 'cannot be reached'  # deploywatch's warning at the first failed connection of an outage
 OUTAGE_BOUND = 120.0  # refusing connections for this long at most: the operator meets it long before
 
 
@@ -23,14 +23,15 @@ OUTAGE_BOUND = 120.0  # refusing connections for this long at most: the operator
 def outage(driver: Driver, operator: OperatorProcess) -> Iterator[None]:
     """
     The server refuses connections from the block's start until the operator has been seen
-    failing to connect (Kopf logs the first request refused in an outage), then answers again
-    at once: the outage ends on what the operator did, not after a fixed time that its retries
-    (1 s to resume a watch, Kopf's 0.5, 1, 2 s...) may or may not have fallen into.
+    failing to connect (its one warning per outage, at the first failed connection: a refused
+    one, or a request cut by the drop; Kopf's own lines after the first are filtered out), then
+    answers again at once: the outage ends on what the operator did, not after a fixed time
+    that its retries (1 s to resume a watch, Kopf's 0.5, 1, 2 s...) may or may not have fallen into.
     """
-    refused = operator.stderr.count(REFUSED)
+    noticed = operator.stderr.count(NOTICED)
     driver.server.outage(OUTAGE_BOUND)
     yield
-    eventually(lambda: operator.stderr.count(REFUSED) > refused, what='the operator refused a connection')
+    eventually(lambda: operator.stderr.count(NOTICED) > noticed, what='the operator noticing the outage')
     driver.server.outage(0)  # back now
 
 
