@@ -234,22 +234,22 @@ def test_a_glob_that_matches_no_namespace_yet_keeps_the_probe_healthy(
     """
     other = cluster.new_namespace('heard')
     trickle = Trickle(lambda count: cluster.label_namespace(other, {'trickle': str(count)}))
-    try:  # the trickle goes on to the end: without it, the watch of namespaces is silent
+    try:
         operator, liveness, prefix = _glob(cluster, start_operator, tmp_path, role='globs')
         statuses = health_over(liveness, STALL + 12, every=0.5)  # past the bound and Kopf's cached 10 s
         status, body = healthz(liveness)
-        assert statuses == {200} and status == 200, (statuses, body, operator.stderr[-3000:])
-        changes = len(trickle.versions)
-        assert changes >= 10, f'{changes} namespace changes: the test proves nothing'
-        answer = json.loads(body)['deploywatch']  # Kopf's body: each probe handler's result, by its id
-        assert answer['watches'] == 0 and 'no namespace matches' in answer['reason'], answer
-
-        namespace = cluster.new_namespace(prefix)
-        cluster.create(deployment('web', namespace=namespace, replicas=0))
-        operator.wait_for(of('web', 'ADDED'), what='the ADDED in the first namespace the glob matches')
-        eventually(lambda: _counted(liveness) == 1, what='/healthz counting the watch', timeout=FAILS_WITHIN)
     finally:
         trickle.stop()
+    assert statuses == {200} and status == 200, (statuses, body, operator.stderr[-3000:])
+    changes = len(trickle.versions)
+    assert changes >= 10, f'{changes} namespace changes: the test proves nothing'
+    answer = json.loads(body)['deploywatch']  # Kopf's body: each probe handler's result, by its id
+    assert answer['watches'] == 0 and 'no namespace matches' in answer['reason'], answer
+
+    namespace = cluster.new_namespace(prefix)
+    cluster.create(deployment('web', namespace=namespace, replicas=0))
+    operator.wait_for(of('web', 'ADDED'), what='the ADDED in the first namespace the glob matches')
+    eventually(lambda: _counted(liveness) == 1, what='/healthz counting the watch', timeout=FAILS_WITHIN)
 
 
 def _counted(port: int) -> int | None:
