@@ -339,11 +339,14 @@ class ApiServer:
 
         next_bookmark = next_look(loop.time())
         while (now := loop.time()) < deadline:
-            wait = min(deadline, next_bookmark if next_bookmark is not None else deadline) - now
+            # The timer's firing is the look: asyncio fires one up to its clock's resolution early,
+            # so comparing the clock with the look again could wait on a clock that does not move.
+            looking = next_bookmark is not None and next_bookmark < deadline
+            wait = (next_bookmark if looking and next_bookmark is not None else deadline) - now
             try:
                 change = await asyncio.wait_for(queue.get(), timeout=max(wait, 0))
             except TimeoutError:
-                if next_bookmark is not None and loop.time() >= next_bookmark:
+                if looking:
                     # The queue is empty: every change so far is sent, and a refresh is not ahead of them.
                     last = max(last, self.store.watch_cache_version(resource))
                     if last > start:

@@ -31,6 +31,8 @@ ended.
 """
 import copy
 import dataclasses
+import functools
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -56,6 +58,8 @@ BEFORE_LOOK = {1: 0.5, 2: 1.75, PRE_TIMEOUT_LOOK: 2.25}
 CHANGE_AT = 1.5
 PRE_TIMEOUT_AT = 2.5
 END_AT = 2.75
+SETTLE = 30.0  # seconds: a bound on the emulator doing what is due, never reached when it works
+PAST = 1e-6  # seconds: where the replay's clock stops after each point it is moved to (Clock.to)
 
 
 def events_of(exchange: Obj) -> list[Obj]:
@@ -69,6 +73,13 @@ def rv(event: Obj) -> int:
 def initial_events_end(event: Obj) -> bool:
     annotations = event['object']['metadata'].get('annotations') or {}
     return bool(event['type'] == 'BOOKMARK' and annotations.get(INITIAL_EVENTS_END) == 'true')
+
+
+def recorded_before_change(exchange: Obj) -> list[Obj]:
+    """What a recorded watch had read when the change was sent."""
+    # "at" is when the write had been answered; its MODIFIED may arrive a few ms before that.
+    return [e for e, at in zip(events_of(exchange), exchange['line_times'], strict=True)
+            if at < exchange['change']['at'] - 1.0]
 
 
 def recorded_look(at: float, exchange: Obj) -> int:
@@ -140,6 +151,71 @@ def scaled_path(exchange: Obj, since: str) -> str:
     return path
 
 
+class Clock:
+    """
+    The emulator's clock, moved by the replay alone: the cacher's looks and the deadline come
+    where the script puts them, between its steps, however late a thread of this machine runs.
+
+    Installed as the server loop's ``time`` (ServerThread takes no clock of its own); each move
+    returns once the loop has nothing left to do at the new time, so what was due is sent.
+    """
+
+    def __init__(self, server: ServerThread) -> None:
+        self._server = server
+        self._loop = server._loop
+        self._began = self._now = self._loop.time()
+        self._released: float | None = None
+        self._loop.time = self.time  # type: ignore[method-assign]
+
+    def time(self) -> float:
+        if self._released is None:
+            return self._now
+        return self._now + time.monotonic() - self._released
+
+    def to(self, periods: float) -> None:
+        # Past the point by far more than a float's error: the deadline the watch computed from its
+        # start is then behind the clock, not a hair ahead of it.
+        self._now = self._began + periods * PERIOD + PAST
+        deadline = time.monotonic() + SETTLE  # a bound that turns a hang into a failure
+        while not self._server.call(self._idle):  # each call also wakes the loop
+            assert time.monotonic() < deadline, f'the emulator never settled at {periods} periods'
+
+    def release(self) -> None:
+        """Time runs again (the server's shutdown waits on it)."""
+        self._released = time.monotonic()
+
+    def _idle(self) -> bool:
+        """On the loop: nothing ready to run, no timer due (asyncio's own queues, read as they are)."""
+        loop = self._loop
+        return not loop._ready and all(timer.cancelled() or timer.when() > self._now  # type: ignore[attr-defined]
+                                       for timer in loop._scheduled)  # type: ignore[attr-defined]
+
+
+def _catch_up(api: ApiServer) -> int:
+    """On the server's loop: the watch cache catches up with the cluster; the version it reached."""
+    api.store.refresh_watch_cache()
+    return api.store.resource_version
+
+
+def _status_200(watch: Watch, _: list[Obj]) -> bool:
+    return watch.status == 200
+
+
+def _answered(watches: dict[str, Watch]) -> None:
+    for name, watch in watches.items():
+        watch.wait(functools.partial(_status_200, watch), what=f'{name}: the answer')
+
+
+def _at_least(count: int, events: list[Obj]) -> bool:
+    return len(events) >= count
+
+
+def _received(watches: dict[str, Watch], recorded: dict[str, list[Obj]], what: str) -> None:
+    """Each watch has read as many events as the recording had by then (sent, they may be on their way)."""
+    for name, watch in watches.items():
+        watch.wait(functools.partial(_at_least, len(recorded[name])), what=f'{name}: {what}')
+
+
 def replay(version: str) -> Replayed:
     exchanges = {name: recording(f'{version}/{name}') for name in WATCHES}
     change = exchanges['watch-bookmarks-cluster']['change']
@@ -149,16 +225,16 @@ def replay(version: str) -> Replayed:
     api = ApiServer(bookmark_interval=PERIOD, version=VERSIONS[version], cache_refresh_interval=0)
     with ServerThread(api, garbage_collector=False) as server:
         client = Client(server.url)
+        clock = Clock(server)
 
         def other_write(name: str) -> None:
             assert client.request('POST', '/api/v1/namespaces', factory.namespace(name)).status == 201
 
-        def catch_up() -> int:
-            api.store.refresh_watch_cache()
-            return api.store.resource_version
-
-        def at(periods: float) -> None:
-            time.sleep(max(0.0, started + periods * PERIOD - time.monotonic()))
+        def before_look(look: int) -> None:
+            clock.to(BEFORE_LOOK[look])
+            other_write(f'other-{look}')  # the cluster's version moves on, as recorded
+            if look in catch_ups:
+                known[server.call(_catch_up, api)] = f'caught up before look {look}'
 
         for namespace in ('bm', 'bm-other'):
             other_write(namespace)
@@ -167,30 +243,35 @@ def replay(version: str) -> Replayed:
         known = {int(since): 'LIST'}
         watches = {name: Watch(server.url, scaled_path(exchange, since))
                    for name, exchange in exchanges.items()}
-        started = time.monotonic()
         try:
-            for look, when in BEFORE_LOOK.items():
-                if look == 2:
-                    at(CHANGE_AT)
-                    before_change = {name: watch.events for name, watch in watches.items()}
-                    answer = client.request('PATCH', f'{BASE}/quiet', change['request']['body'],
-                                            content_type=MERGE_PATCH)
-                    assert answer.status == change['status'] == 200, answer.raw
-                    known[int(answer.body['metadata']['resourceVersion'])] = 'change'
-                at(when)
-                other_write(f'other-{look}')  # the cluster's version moves on, as recorded
-                if look in catch_ups:
-                    known[server.call(catch_up)] = f'caught up before look {look}'
-            at(END_AT)
+            _answered(watches)  # each watch began: its looks are due from the clock's start
+            clock.to(0)
+            before_look(1)
+            clock.to(1)  # the first look
+            clock.to(CHANGE_AT)
+            _received(watches, {name: recorded_before_change(e) for name, e in exchanges.items()},
+                      'what came before the change')
+            before_change = {name: watch.events for name, watch in watches.items()}
+            answer = client.request('PATCH', f'{BASE}/quiet', change['request']['body'],
+                                    content_type=MERGE_PATCH)
+            assert answer.status == change['status'] == 200, answer.raw
+            known[int(answer.body['metadata']['resourceVersion'])] = 'change'
+            before_look(2)
+            clock.to(2)  # the second look
+            before_look(PRE_TIMEOUT_LOOK)
+            clock.to(END_AT)  # the namespaced watch's look before its deadline (PRE_TIMEOUT_AT) on the way
             other_write('other-end')
             listed = client.request('GET', '/apis/apps/v1/deployments').body
+            _received(watches, {name: events_of(e) for name, e in exchanges.items()}, 'every event')
             ended = {name: watch.ended for name, watch in watches.items()}
             for name, watch in watches.items():
                 if name != 'watch-bookmarks-namespace':
                     watch.close()  # the client goes away, as the recorder did
-            watches['watch-bookmarks-namespace'].wait_for_end(timeout=PRE_TIMEOUT + PERIOD)
+            clock.to(PRE_TIMEOUT_AT + PRE_TIMEOUT / PERIOD)  # the namespaced watch's deadline
+            watches['watch-bookmarks-namespace'].wait_for_end(timeout=SETTLE)
             ended['watch-bookmarks-namespace'] = True
         finally:
+            clock.release()
             for watch in watches.values():
                 if not watch.ended:
                     watch.close()
@@ -224,9 +305,7 @@ def test_what_comes_before_the_change(replayed: Replayed, name: str) -> None:
     """While the Deployments are quiet, a BOOKMARK carries the LIST's version (the end of the
     initial ADDEDs) or one the watch cache caught up with: never on v1.24 and v1.28."""
     exchange = recording(f'{replayed.version}/{name}')
-    # "at" is when the write had been answered; its MODIFIED may arrive a few ms before that.
-    recorded_before = [e for e, at in zip(events_of(exchange), exchange['line_times'], strict=True)
-                       if at < exchange['change']['at'] - 1.0]
+    recorded_before = recorded_before_change(exchange)
     assert exchange['change']['at'] > RECORDED_PERIOD  # and the first look had come and gone
     known = recorded_versions(replayed.version)
     assert {label for _, label in labels(recorded_before, known) if label is not None} <= {
@@ -287,16 +366,22 @@ def test_the_watch_cache_catches_up_where_it_follows_the_cluster(version: str) -
     api = ApiServer(bookmark_interval=0.4, version=VERSIONS[version], cache_refresh_interval=0.2)
     with ServerThread(api, garbage_collector=False) as server:
         client = Client(server.url)
+        clock = Clock(server)
         since = client.request('GET', '/apis/apps/v1/deployments').body['metadata']['resourceVersion']
         watch = Watch(server.url, f'/apis/apps/v1/deployments?watch=true&allowWatchBookmarks=true'
                                   f'&resourceVersion={since}')
         try:
+            _answered({'the watch': watch})
             assert client.request('POST', '/api/v1/namespaces', factory.namespace('busy')).status == 201
             now = client.request('GET', '/api/v1/namespaces').body['metadata']['resourceVersion']
-            if follows:
-                watch.wait(lambda events: len(events) >= 2, what='two looks')
-            else:
-                time.sleep(1.0)  # two looks
+            for periods in (0.2, 0.4, 0.6, 0.8):  # the cache's refreshes, and two looks
+                clock.to(periods)
+            # A Deployment created after the looks: what they sent is before it in the stream.
+            marker = '/apis/apps/v1/namespaces/busy/deployments'
+            assert client.request('POST', marker, factory.deployment('marker')).status == 201
+            watch.wait(lambda events: any(e['type'] == 'ADDED' for e in events), what='the marker')
         finally:
+            clock.release()
             watch.close()
-    assert {(e['type'], rv(e)) for e in watch.events} == ({('BOOKMARK', int(now))} if follows else set())
+    looked = list(itertools.takewhile(lambda e: e['type'] != 'ADDED', watch.events))
+    assert [(e['type'], rv(e)) for e in looked] == ([('BOOKMARK', int(now))] * 2 if follows else [])
