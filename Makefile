@@ -30,8 +30,9 @@ XDIST := $(if $(DEPLOYWATCH_E2E_KUBECONFIG),,-n $(TEST_WORKERS) --dist worksteal
 test: lint typecheck ## Lint, type-check and run every test, TEST_WORKERS at once (real clusters too, one at a time, if DEPLOYWATCH_E2E_KUBECONFIG is set)
 	$(BIN)/pytest $(XDIST)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the import contracts of the layers (lint-imports)
 	$(BIN)/ruff check deploywatch operator tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy

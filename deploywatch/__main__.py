@@ -5,7 +5,7 @@ deploywatch itself runs under Kopf (``kopf run operator/handlers.py ...``); this
 command is the companion a person reaches for first:
 
 * ``--help`` lists every ``DEPLOYWATCH_*`` variable with its default and
-  meaning, generated from ``deploywatch.settings.Settings`` (the one place
+  meaning, generated from ``deploywatch.base.settings.Settings`` (the one place
   where settings are defined), so it cannot drift from what is validated;
 * ``check`` validates the environment and the credentials without connecting;
 * ``render`` turns a saved JSON stream into the text format.
@@ -19,8 +19,9 @@ import textwrap
 from collections.abc import Sequence
 from typing import TextIO
 
-from deploywatch import preflight, settings
-from deploywatch.text import TextEncoder
+from deploywatch.base import settings
+from deploywatch.kube import preflight
+from deploywatch.output.text import TextEncoder
 
 USAGE = """\
 deploywatch prints every apps/v1 Deployment event as one JSON line on stdout.

@@ -33,7 +33,7 @@ status alike), never write to the cluster, and never leak per-object work.
   default (kopf issue 1074), and without it Kopf never stops the timer of a
   deleted object (no ``deletionTimestamp`` ever arrives), so every deletion
   would leave a task running forever. RESYNC is one operator-wide task started
-  at start-up instead (``deploywatch.resync``).
+  at start-up instead (``deploywatch.runtime.resync``).
 
 Settings that keep it read-only and quiet
 =========================================
@@ -46,7 +46,7 @@ Settings that keep it read-only and quiet
   budget of about five minutes (``KOPF_BACKOFFS``) instead of Kopf's 54 s: Kopf
   stops the operator when one of its loops gives up, and an API server restart or
   upgrade can take longer than a minute. deploywatch's watch loop retries its own
-  requests forever, resuming the watch where it broke (``deploywatch.watching``).
+  requests forever, resuming the watch where it broke (``deploywatch.kube.loop``).
 * Listings are paginated (``LIST_CHUNK``): 10,000 Deployments are not one
   60 MB response decoded at once.
 * What exists once the operator is configured (Kopf, aiohttp, the kubernetes
@@ -68,7 +68,7 @@ Beyond handlers
 ===============
 
 For Deployments, deploywatch runs its own list-then-watch loop inside Kopf
-(``deploywatch.watching``): it knows when a listing is complete (so deletions
+(``deploywatch.kube.loop``): it knows when a listing is complete (so deletions
 missed while disconnected are reported, marked inferred), resumes a broken
 watch where it broke, stops on 403, and delivers each event to :func:`deliver`
 in stream order, skipping Kopf's per-object queues and workers, which cost
@@ -78,7 +78,7 @@ Everything runs on the event loop: the tracker is only touched from there,
 where the RESYNC task also runs, so no lock is needed and no RESYNC can
 interleave with a DELETED. (The handler is ``async`` for the same reason:
 Kopf would run a sync one in a thread pool.) Only the writing of lines to stdout
-that would wait happens in a thread (``deploywatch.output.Spool``), so that a slow
+that would wait happens in a thread (``deploywatch.output.writer.Spool``), so that a slow
 reader does not stop the loop, which also serves Kopf's liveness probe and peering
 keep-alive; what a pipe takes at once, the loop writes itself when it turns.
 
@@ -87,13 +87,13 @@ Kopf's operator pause, used twice
 
 Kopf pauses the watches of a paused operator (``operator_paused``, a set of
 toggles: peering puts one there per peering object). deploywatch hooks into the
-call Kopf makes to start each watch (after ``deploywatch.watching`` installed its
+call Kopf makes to start each watch (after ``deploywatch.kube.loop`` installed its
 loop, so the same Kopf version check covers it) to hold that set, and:
 
 * adds a toggle of its own, on while the writer's memory is over its bound: the
   Deployment watches then close and wait, and resume from their resourceVersion
   when the reader has caught up; the unread changes wait in the API server, not
-  here (``deploywatch.output`` has the bounds);
+  here (``deploywatch.output.writer`` has the bounds);
 * follows the other toggles: while any is on (peering: another replica leads),
   this replica is a standby. Its Deployment watches go on (peering does not pause
   them: they are given deploywatch's own toggle set, holding only the one above), so
@@ -133,15 +133,18 @@ import kopf
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching as kopf_watching
 
-from deploywatch import cloudevents, metrics, state, watching
-from deploywatch import settings as settings_module
-from deploywatch.output import HIGH_WATER, Encoder, LineWriter, Spool, stdout
-from deploywatch.output import encode as encode_json
-from deploywatch.preflight import check_credentials_or_exit
-from deploywatch.resync import resync_forever
-from deploywatch.shaping import Shaper
-from deploywatch.text import TextEncoder
-from deploywatch.tracker import Tracker, identity
+from deploywatch.base import metrics
+from deploywatch.base import settings as settings_module
+from deploywatch.kube import loop as watching
+from deploywatch.kube.preflight import check_credentials_or_exit
+from deploywatch.model.tracker import Tracker, identity
+from deploywatch.output import cloudevents
+from deploywatch.output.shaping import Shaper
+from deploywatch.output.text import TextEncoder
+from deploywatch.output.writer import HIGH_WATER, Encoder, LineWriter, Spool, stdout
+from deploywatch.output.writer import encode as encode_json
+from deploywatch.runtime import state
+from deploywatch.runtime.resync import resync_forever
 
 logger = logging.getLogger('deploywatch')
 
@@ -185,7 +188,7 @@ RUN = Run()
 
 # Kopf retries every failed request (403 Forbidden included) 8 times over ~54 s, then the loop
 # that sent it fails and Kopf stops the operator. ~5 minutes rides out API server restarts and
-# upgrades; deploywatch's Deployment watch has its own budget (deploywatch.watching.OWN_BACKOFFS).
+# upgrades; deploywatch's Deployment watch has its own budget (deploywatch.kube.loop.OWN_BACKOFFS).
 KOPF_BACKOFFS = (1.0, 2.0, 4.0, 8.0, 15.0, *[30.0] * 9)
 LIST_CHUNK = 500  # Deployments per LIST page
 
@@ -282,7 +285,7 @@ async def deployment_event(event: kopf.RawEvent, **_: Any) -> None:
     """
     Declares the resource: Kopf watches what some handler is registered for.
 
-    With ``deploywatch.watching`` installed (always, by ``configure``), the watch
+    With ``deploywatch.kube.loop`` installed (always, by ``configure``), the watch
     loop delivers Deployment events to :func:`deliver` itself and none reach this
     handler; without it, they would, and would be handled the same way.
     """

@@ -9,7 +9,7 @@ must not show), and ends by itself.
 
 Piped (``make demo | jq``), stdout carries exactly what deploywatch printed,
 JSON Lines, like the real thing. On a terminal, the same events are shown in the
-text format (``deploywatch.text``, with the ROLLOUT and BY columns) instead of
+text format (``deploywatch.output.text``, with the ROLLOUT and BY columns) instead of
 walls of JSON: the first thing a newcomer sees should be readable. The
 narration goes to stderr. The writes carry the field managers and subresources
 kubectl and the deployment controller use, so BY shows what it would show in a
@@ -27,9 +27,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from deploywatch.output.text import TextEncoder
 from deploywatch.testing import ServerThread, controller, factory, kinds
 from deploywatch.testing.store import Store, now
-from deploywatch.text import TextEncoder
 
 DEPLOYMENTS = kinds.DEPLOYMENTS
 REPO = pathlib.Path(__file__).resolve().parents[2]

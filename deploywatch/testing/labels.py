@@ -2,7 +2,7 @@
 The emulated server's label selectors, as ``k8s.io/apimachinery/pkg/labels`` parses and matches them.
 
 Its own, on purpose: deploywatch checks ``DEPLOYWATCH_LABEL_SELECTOR`` with
-``deploywatch.selectors``, and an emulator that filtered with the code under test
+``deploywatch.base.selectors``, and an emulator that filtered with the code under test
 would agree with it by construction. This follows ``labels/selector.go`` (the byte
 lexer, the parser and ``Requirement.Matches``) and answers a selector the server
 refuses with the server's own message (``v1.*/selector-refused.json``), which

@@ -4,7 +4,7 @@ docs/operating.md is tested: its YAML is what it claims to be, its metrics are d
 * every ``yaml`` block parses; the PrometheusRule is valid, strictly, for the Prometheus
   Operator's published CRD (``tests/deploy/crds/``), and its alerts use only metrics of
   the doc's table, with the manifests' stall bound;
-* the table lists exactly the metric families ``deploywatch/metrics.py`` serves, with their
+* the table lists exactly the metric families ``deploywatch/base/metrics.py`` serves, with their
   types and label names;
 * the kustomization example builds beside ``manifests/`` and labels a ServiceMonitor that is
   still valid; every ``manifests/`` path named exists, and what it applies is a tested shape;
@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from deploywatch import metrics
+from deploywatch.base import metrics
 from tests.deploy import manifests, schemas
 
 DOC = manifests.REPO / 'docs' / 'operating.md'
@@ -100,7 +100,7 @@ def test_the_alerts_use_only_metrics_of_the_table_and_the_manifests_stall_bound(
 
 
 def test_the_table_lists_exactly_what_deploywatch_serves() -> None:
-    """Names, types and label names of every family deploywatch/metrics.py collects (all of them:
+    """Names, types and label names of every family deploywatch/base/metrics.py collects (all of them:
     the last event's timestamp only once there was one)."""
     served = {}
     for family in metrics.Collector(metrics.Metrics(last_heard=0.0)).collect():

@@ -179,8 +179,8 @@ def test_the_emulator_accepts_and_refuses_what_a_real_server_does(in_bytes: bool
 
 
 def test_the_emulated_server_does_not_use_the_code_under_test() -> None:
-    """Filtering with ``deploywatch.selectors`` (as it did) agreed with deploywatch by construction.
-    ``demo.py`` is exempt: it shows deploywatch's own output on a terminal (``deploywatch.text``)."""
+    """Filtering with ``deploywatch.base.selectors`` (as it did) agreed with deploywatch by construction.
+    ``demo.py`` is exempt: it shows deploywatch's own output on a terminal (``deploywatch.output.text``)."""
     package = pathlib.Path(testing.__file__).parent
     imported = {}
     for module in sorted(package.glob('*.py')):

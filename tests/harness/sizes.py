@@ -1,10 +1,10 @@
 """The size of a typical MODIFIED line in each output mode (documented in docs/recipes.md)."""
-from deploywatch.output import encode
-from deploywatch.settings import EVENT_TYPES
-from deploywatch.shaping import Shaper
+from deploywatch.base.settings import EVENT_TYPES
+from deploywatch.model.tracker import Tracker
+from deploywatch.output.shaping import Shaper
+from deploywatch.output.text import render
+from deploywatch.output.writer import encode
 from deploywatch.testing import Store, factory, kinds
-from deploywatch.text import render
-from deploywatch.tracker import Tracker
 
 
 def measure() -> dict[str, int]:

@@ -8,7 +8,7 @@ starts it.
 from typing import Any
 
 from deploywatch import handlers
-from deploywatch.resync import resync_forever
+from deploywatch.runtime.resync import resync_forever
 
 
 class _ThenDie:

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
+from deploywatch.kube.loop import FORBIDDEN_GRACE
 from deploywatch.testing import ServerThread, User
-from deploywatch.watching import FORBIDDEN_GRACE
 from tests.harness.driver import Driver
 from tests.harness.operator import HANDLERS, KOPF, of, operator_env
 from tests.harness.truth import wait_until_consistent

@@ -29,9 +29,10 @@ from typing import Any
 
 import pytest
 
-from deploywatch import state, watching
+from deploywatch.kube import loop as watching
+from deploywatch.model.tracker import decode
+from deploywatch.runtime import state
 from deploywatch.testing.factory import deployment
-from deploywatch.tracker import decode
 from tests.conftest import StartOperator
 from tests.harness import identity
 from tests.harness.clusters import Cluster, EmulatedCluster

@@ -1,7 +1,7 @@
 """
 Kopf's own loops through an outage longer than Kopf's default retry budget.
 
-deploywatch's Deployment watch retries forever (deploywatch.watching); Kopf's own
+deploywatch's Deployment watch retries forever (deploywatch.kube.loop); Kopf's own
 loops do not: each of their requests is retried along ``error_backoffs`` (Kopf's
 default sums to 54 s), and a request that still fails then stops the loop, and with
 it the operator. deploywatch sets a budget of ~5 minutes (``KOPF_BACKOFFS``) so that

@@ -13,7 +13,7 @@ the first listing compared with the restored memory (``cluster`` runs it on both
 """
 import pathlib
 
-from deploywatch import state
+from deploywatch.runtime import state
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster

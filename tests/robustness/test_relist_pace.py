@@ -3,7 +3,7 @@ Issue 20, item 6: watches that cannot resume are relisted at a pace, not in a st
 
 A server that answers every watch with 410 Gone (a lagging replica, a cache that cannot
 catch up) gave one full LIST after another: 30 expiries, 30 LISTs in 0.09 s. Both ways
-a watch expires lead to a relist (``deploywatch.watching``): the 410 as the HTTP status
+a watch expires lead to a relist (``deploywatch.kube.loop``): the 410 as the HTTP status
 of the watch request (``_failed``) and the 410 as an ERROR event in the stream; here the
 watches meet both, one after the other, while Deployments change. What is read is what
 an operator of the cluster could read: the API server's request log (the LISTs and when

@@ -2,8 +2,8 @@
 import pathlib
 import signal
 
-from deploywatch import state
-from deploywatch.tracker import decode
+from deploywatch.model.tracker import decode
+from deploywatch.runtime import state
 from tests.harness.driver import Driver
 from tests.harness.operator import OperatorProcess, eventually, of
 from tests.harness.truth import wait_until_consistent

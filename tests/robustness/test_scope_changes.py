@@ -11,7 +11,7 @@ import pathlib
 
 import pytest
 
-from deploywatch import state
+from deploywatch.runtime import state
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from deploywatch import state
+from deploywatch.runtime import state
 from deploywatch.testing import ServerThread, factory
 from tests.conftest import OPERATOR_TOKEN, StartOperator
 from tests.harness.clusters import Cluster

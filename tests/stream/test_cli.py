@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deploywatch.settings import Settings
+from deploywatch.base.settings import Settings
 from deploywatch.testing import ServerThread
 from tests.conftest import OPERATOR_TOKEN
 from tests.harness.operator import operator_env

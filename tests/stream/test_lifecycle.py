@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonpatch
 
-from deploywatch.objects import REDACTED
+from deploywatch.model.objects import REDACTED
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster

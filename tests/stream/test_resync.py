@@ -96,7 +96,7 @@ def test_a_change_during_a_long_interval_is_printed_without_waiting_for_it(
 
 
 def _round(event: Event) -> int:
-    """A RESYNC's round, the last part of its id (``deploywatch.ids``)."""
+    """A RESYNC's round, the last part of its id (``deploywatch.model.ids``)."""
     return int(event['id'].rsplit(':', 1)[1])
 
 

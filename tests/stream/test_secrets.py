@@ -12,7 +12,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from deploywatch.objects import LAST_APPLIED, REDACTED
+from deploywatch.model.objects import LAST_APPLIED, REDACTED
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.deploy.manifests import kubectl

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from deploywatch import authorship
+from deploywatch.model import authorship
+from deploywatch.model.tracker import Tracker
 from deploywatch.testing import factory, versions
 from deploywatch.testing.controller import rolled_out
 from deploywatch.testing.kinds import DEPLOYMENTS, NAMESPACES
 from deploywatch.testing.store import Change, Store
-from deploywatch.tracker import Tracker
 
 MERGE = 'application/merge-patch+json'
 STRATEGIC = 'application/strategic-merge-patch+json'

@@ -1,17 +1,17 @@
 """cloudevents: each event as one CloudEvents 1.0 JSON object, read back by the CloudEvents SDK."""
 import datetime
 import json
-import pathlib
 import urllib.parse
+from importlib import resources
 from typing import Any
 
 from cloudevents.core.formats.json import JSONFormat
 from jsonschema import Draft202012Validator
 
-from deploywatch import cloudevents, events
-from deploywatch.tracker import Tracker
+from deploywatch.model.tracker import Tracker
+from deploywatch.output import cloudevents
 
-SCHEMA = json.loads(pathlib.Path(events.__file__).with_name('schema').joinpath('event-v1.json').read_text())
+SCHEMA = json.loads(resources.files('deploywatch').joinpath('schema/event-v1.json').read_text())
 NOW = datetime.datetime(2026, 12, 1, 9, 38, 6, 123000, tzinfo=datetime.UTC)
 
 

@@ -8,8 +8,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deploywatch import diffing
-from deploywatch.diffing import diff, escape
+from deploywatch.model import diffing
+from deploywatch.model.diffing import diff, escape
 
 
 def test_equal_inputs_give_no_operations() -> None:

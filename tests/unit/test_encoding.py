@@ -6,8 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from deploywatch import authorship
-from deploywatch.encoding import (
+from deploywatch.base.encoding import (
     PACKED,
     SPLICE,
     STDLIB,
@@ -20,7 +19,8 @@ from deploywatch.encoding import (
     splice,
     tight,
 )
-from deploywatch.tracker import Tracker
+from deploywatch.model import authorship
+from deploywatch.model.tracker import Tracker
 
 OBJ: dict[str, Any] = {'metadata': {'name': 'web', 'labels': {f'l{i}': 'x' * 20 for i in range(100)}}}
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from deploywatch import events, objects, rollout
-from deploywatch.events import SCHEMA_VERSION, EventType
+from deploywatch.model import events, objects, rollout
+from deploywatch.model.events import SCHEMA_VERSION, EventType
 
 PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
 OBSERVED = datetime.datetime(2024, 5, 1, 14, 30, 5, 123999, tzinfo=PLUS_TWO)  # 12:30:05.123 UTC

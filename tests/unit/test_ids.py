@@ -5,10 +5,11 @@ from typing import Any
 
 import pytest
 
-from deploywatch import ids, resync
-from deploywatch.output import LineWriter
-from deploywatch.resync import resync_forever
-from deploywatch.tracker import Tracker
+from deploywatch.model import ids
+from deploywatch.model.tracker import Tracker
+from deploywatch.output.writer import LineWriter
+from deploywatch.runtime import resync
+from deploywatch.runtime.resync import resync_forever
 from tests.unit.test_resync import Lines
 
 NOW = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)

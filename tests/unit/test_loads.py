@@ -1,9 +1,9 @@
-"""encoding.loads (deploywatch.streaming decodes with it): orjson's speed, the standard library's answers."""
+"""encoding.loads (kube.listwatch decodes with it): orjson's speed, the standard library's answers."""
 import json
 
 import pytest
 
-from deploywatch.encoding import loads
+from deploywatch.base.encoding import loads
 
 LINE = (b'{"type":"MODIFIED","object":{"metadata":{"name":"web",'
         b'"labels":{"team":"caf\xc3\xa9 \xf0\x9f\x9a\x80"}},"spec":{"replicas":3}}}')
@@ -34,5 +34,5 @@ def test_loads_takes_what_orjson_refuses_as_the_standard_library_does(text: str)
     b'\xff{}',
 ])
 def test_loads_of_a_broken_line_raises_a_value_error(cut: bytes) -> None:
-    with pytest.raises(ValueError):  # what deploywatch.watching turns into OddStream
+    with pytest.raises(ValueError):  # what deploywatch.kube.loop turns into OddStream
         loads(cut)

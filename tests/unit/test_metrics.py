@@ -1,11 +1,11 @@
-"""deploywatch.metrics without a process: staleness rules, and the exposition as a scraper parses it."""
+"""deploywatch.base.metrics without a process: staleness rules, and the exposition as a scraper parses it."""
 import time
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploywatch.metrics import Collector, Metrics, Watch
+from deploywatch.base.metrics import Collector, Metrics, Watch
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

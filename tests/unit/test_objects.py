@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from deploywatch import events, objects
-from deploywatch.events import EventType
-from deploywatch.output import encode
+from deploywatch.model import events, objects
+from deploywatch.model.events import EventType
+from deploywatch.output.writer import encode
 
 SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
     'replicas': int, 'readyReplicas': int, 'updatedReplicas': int, 'availableReplicas': int,

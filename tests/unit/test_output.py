@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, cast
 
 import pytest
 
-from deploywatch.output import LineWriter, Spool, encode
+from deploywatch.output.writer import LineWriter, Spool, encode
 
 EVENT = {'type': 'ADDED', 'name': 'web', 'object': {'metadata': {'labels': {'a': 'b'}}, 'n': [1, 2.5, None]}}
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from deploywatch import resync
-from deploywatch.output import LineWriter
-from deploywatch.resync import BATCH, resync_forever
-from deploywatch.tracker import Tracker
+from deploywatch.model.tracker import Tracker
+from deploywatch.output.writer import LineWriter
+from deploywatch.runtime import resync
+from deploywatch.runtime.resync import BATCH, resync_forever
 
 INTERVAL = 0.001
 NOW = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from deploywatch.rollout import rollout
+from deploywatch.model.rollout import rollout
 from deploywatch.testing import versions
 
 RECORDINGS = pathlib.Path(__file__).resolve().parents[1] / 'emulator' / 'recordings'

@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from deploywatch.selectors import Requirement, Selector, SelectorError
+from deploywatch.base.selectors import Requirement, Selector, SelectorError
 from tests.unit.selector_samples import ACCEPTED, REJECTED
 
 

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from deploywatch.settings import Settings, SettingsError, load_or_exit
+from deploywatch.base.settings import Settings, SettingsError, load_or_exit
 
 RESYNC = 'DEPLOYWATCH_RESYNC_SECONDS'
 REDACT = 'DEPLOYWATCH_REDACT'

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from deploywatch import state
-from deploywatch.tracker import encode
+from deploywatch.model.tracker import encode
+from deploywatch.runtime import state
 
 OBJECTS: dict[str, dict[str, Any]] = {
     'u-1': {'metadata': {'name': 'web', 'namespace': 'default', 'uid': 'u-1', 'resourceVersion': '7',

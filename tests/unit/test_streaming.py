@@ -20,8 +20,9 @@ from typing import Any
 import kopf
 import pytest
 
-from deploywatch import streaming, watching
-from deploywatch.metrics import Watch
+from deploywatch.base.metrics import Watch
+from deploywatch.kube import listwatch as streaming
+from deploywatch.kube import loop as watching
 
 PAGES = [[{'metadata': {'uid': f'u-{page}-{index}'}} for index in range(3)] for page in range(2)]
 
@@ -177,7 +178,7 @@ async def _drain(stream: AsyncIterator[Any]) -> None:
 def test_a_pause_cancels_a_watch_request_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pause while a watch request waits for its answer cancels it, and the stream ends quietly."""
     hanging = Hanging()
-    monkeypatch.setattr('deploywatch.streaming.kopf_api.request', hanging)
+    monkeypatch.setattr('deploywatch.kube.listwatch.kopf_api.request', hanging)
 
     async def scenario() -> None:
         stopper = asyncio.get_running_loop().create_future()
@@ -196,7 +197,7 @@ def test_a_cancellation_during_a_pause_is_not_swallowed(monkeypatch: pytest.Monk
     pause and swallowed (this test: "DID NOT RAISE" before the fix), so the watch loop went on.
     """
     hanging = Hanging()
-    monkeypatch.setattr('deploywatch.streaming.kopf_api.request', hanging)
+    monkeypatch.setattr('deploywatch.kube.listwatch.kopf_api.request', hanging)
 
     async def scenario() -> None:
         stopper = asyncio.get_running_loop().create_future()

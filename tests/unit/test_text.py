@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from deploywatch.text import TextEncoder, render, visible
+from deploywatch.output.text import TextEncoder, render, visible
 
 ESC = '\x1b'
 # What a terminal would act on, or what reorders what a person reads: none may come from the cluster.

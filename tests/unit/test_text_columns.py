@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from deploywatch.text import TextEncoder, render, terminal_width
-from deploywatch.tracker import Tracker
+from deploywatch.model.tracker import Tracker
+from deploywatch.output.text import TextEncoder, render, terminal_width
 
 RECORDINGS = pathlib.Path(__file__).resolve().parents[1] / 'emulator' / 'recordings'
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from deploywatch import encoding, objects, output
-from deploywatch import state as state_file
-from deploywatch.tracker import Tracker, identity
+from deploywatch.base import encoding
+from deploywatch.model import objects
+from deploywatch.model.tracker import Tracker, identity
+from deploywatch.output import writer as output
+from deploywatch.runtime import state as state_file
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
 

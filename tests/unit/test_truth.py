@@ -6,8 +6,8 @@ import datetime
 import json
 from typing import Any
 
-from deploywatch import events, objects
-from deploywatch.events import EventType
+from deploywatch.model import events, objects
+from deploywatch.model.events import EventType
 from deploywatch.testing import factory
 from tests.harness.truth import mismatches
 

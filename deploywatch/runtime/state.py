@@ -6,7 +6,7 @@ for a terminal, a flood for an audit store. With ``DEPLOYWATCH_STATE_FILE``, the
 tracker's memory is saved, and on start-up it is restored *unconfirmed*: the
 first listing then prints only real differences (ADDED for new objects,
 MODIFIED inferred for changed ones, DELETED inferred for the ones deleted
-while deploywatch was down) — see ``deploywatch.tracker``.
+while deploywatch was down) — see ``deploywatch.model.tracker``.
 
 Saving is periodic (every :data:`SAVE_INTERVAL` seconds while something changed,
 and once more at shutdown), not per event: at thousands of events a second a
@@ -16,7 +16,7 @@ listing, marked ``inferred``: a consumer sees them twice at most, never loses
 one, and can de-duplicate on (uid, resourceVersion, type).
 
 What is saved is what was *written*, not what was meant to be: the writer
-(``deploywatch.output``) commits each line to a :class:`Ledger` once stdout took
+(``deploywatch.output.writer``) commits each line to a :class:`Ledger` once stdout took
 it, in stream order, and only the ledger is saved. A line that never reached the
 reader (it went away, the disk is full, the process stopped with lines still
 waiting) is then printed by the next run, never skipped.
@@ -62,7 +62,7 @@ import threading
 from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from deploywatch.encoding import plain
+from deploywatch.base.encoding import plain
 
 logger = logging.getLogger('deploywatch')
 
@@ -102,7 +102,7 @@ def save(path: pathlib.Path, encoded: Mapping[str, bytes], *, shaping: Shaping =
 
     The objects are written from the bytes the tracker keeps, already encoded: saving
     10,000 Deployments is a concatenation, not 10,000 encodings. What the tracker keeps
-    compressed (``deploywatch.encoding``) is written as its plain JSON (~1.5 µs each), so
+    compressed (``deploywatch.base.encoding``) is written as its plain JSON (~1.5 µs each), so
     the file is the same format whatever this process's memory looks like, and any
     version reads it.
     """

@@ -9,8 +9,8 @@ still re-announces the current state. Shaping only decides what reaches stdout.
 import dataclasses
 from typing import Any
 
-from deploywatch.events import Event
-from deploywatch.settings import Settings
+from deploywatch.base.settings import Settings
+from deploywatch.model.events import Event
 
 
 @dataclasses.dataclass(frozen=True)

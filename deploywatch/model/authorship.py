@@ -49,7 +49,7 @@ from typing import Any, TypedDict
 
 import orjson
 
-from deploywatch.encoding import tight
+from deploywatch.base.encoding import tight
 
 Stamp = tuple[str, str | None, str | None, str | None]  # manager, operation, subresource, time
 

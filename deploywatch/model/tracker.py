@@ -21,10 +21,10 @@ the guarantees a SharedInformer program does not give:
   first: :meth:`replaced` names it, so that its inferred DELETED precedes the
   new one's ADDED and a reader keyed on namespace/name is never left believing
   the Deployment gone;
-* for ``changedBy`` (``deploywatch.authorship``), what the previous state's
+* for ``changedBy`` (``deploywatch.model.authorship``), what the previous state's
   ``managedFields`` said of each writer (manager, operation, subresource, time;
   about a hundred bytes), never the field sets themselves;
-* memory restored from a state file (``deploywatch.state``) is *unconfirmed*
+* memory restored from a state file (``deploywatch.runtime.state``) is *unconfirmed*
   until a listing or watch event shows the object again: it gets no RESYNC,
   since it may be gone already;
 * objects of namespaces that no watch covers (any more) are named by
@@ -44,9 +44,9 @@ import datetime
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
-from deploywatch import authorship, objects
-from deploywatch.encoding import STDLIB, TRAIN_AFTER, Packer, decode, encode, kept, plain
-from deploywatch.events import Event, EventType, build
+from deploywatch.base.encoding import STDLIB, TRAIN_AFTER, Packer, decode, encode, kept, plain
+from deploywatch.model import authorship, objects
+from deploywatch.model.events import Event, EventType, build
 
 __all__ = ['STDLIB', 'Remembered', 'Tracker', 'decode', 'encode', 'identity']  # encode/decode: tests
 
@@ -76,7 +76,7 @@ class Remembered(NamedTuple):
     are one object the collector never looks into, several times smaller, and
     are decoded only when a MODIFIED, a RESYNC or an inferred DELETED needs them.
     Once the tracker holds ``encoding.TRAIN_AFTER`` objects they are also kept
-    compressed against a dictionary trained on them (``deploywatch.encoding``):
+    compressed against a dictionary trained on them (``deploywatch.base.encoding``):
     ~115 bytes instead of ~3.2 KB for a typical Deployment.
     """
     version: Any

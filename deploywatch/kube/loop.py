@@ -26,7 +26,7 @@ So for Deployments, deploywatch replaces the loop Kopf runs per watched
 namespace (``infinite_watch``, which Kopf's queueing looks up at call time),
 built from Kopf's own pieces (``fetch_objs``, ``watch_objs`` with Kopf's login
 and retries, ``streaming_block`` for peering pauses; the first two as
-``deploywatch.streaming`` has them, decoding with orjson), and hands each event
+``deploywatch.kube.listwatch`` has them, decoding with orjson), and hands each event
 straight to ``deliver`` (the tracker and the writer) in stream order. Kopf
 still runs everything else: the CLI, credentials, namespace observation and
 globs, peering, liveness, start-up and clean-up. In this loop:
@@ -95,9 +95,9 @@ from kopf._cogs.clients import errors as kopf_errors
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._core.reactor import orchestration as kopf_orchestration
 
-from deploywatch import streaming
-from deploywatch.metrics import METRICS, Watch
-from deploywatch.tracker import identity
+from deploywatch.base.metrics import METRICS, Watch
+from deploywatch.kube import listwatch
+from deploywatch.model.tracker import identity
 
 logger = logging.getLogger('deploywatch')
 
@@ -120,7 +120,7 @@ class OddStream(Exception):
 RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError, OddStream)
 
 # One event for the tracker and the writer: Kopf's watch type (None: listed), the object, inferred.
-# Awaited: it waits, the loop turning, while stdout holds all the memory it may (deploywatch.output).
+# Awaited: it waits, the loop turning, while stdout holds all the memory it may (deploywatch.output.writer).
 Deliver = Callable[[str | None, Mapping[str, Any], bool], Awaitable[None]]
 # The objects known in a namespace (None: all) that a complete listing did not contain.
 Inferrer = Callable[[str | None, set[str]], list[dict[str, Any]]]
@@ -141,7 +141,7 @@ def check() -> None:
     for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'streaming_block'),
                          (kopf_watching, 'Bookmark'), (kopf_api, 'request'),
                          (kopf_orchestration, 'adjust_tasks'),
-                         *streaming.NEEDED]:
+                         *listwatch.NEEDED]:
         if not hasattr(module, name):
             raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
 
@@ -347,7 +347,7 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                     yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
                     began, seen = time.monotonic(), 0
-                    async for raw in _decoded(streaming.watch_objs(
+                    async for raw in _decoded(listwatch.watch_objs(
                             settings=own, resource=resource, namespace=namespace, since=version,
                             operator_pause_waiter=paused)):
                         kind, body = _event(raw)  # before anything counts it as the server speaking
@@ -392,7 +392,7 @@ async def _streaming_block(**kwargs: Any) -> AsyncIterator[Any]:
     Kopf's awaits its pause waiter in a ``finally`` that suppresses CancelledError, so Kopf's
     own cancellation (at SIGTERM) landing in that turn, after a watch ended or failed, was
     lost, and the loop went on forever. ``Task.cancelling()`` still counts it (the pause's own
-    cancellation of a request is uncancelled: ``streaming._stream``).
+    cancellation of a request is uncancelled: ``listwatch._stream``).
     """
     try:
         async with kopf_watching.streaming_block(**kwargs) as paused:
@@ -524,14 +524,14 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
     asked for when this page arrived, goes out and is served meanwhile, and the loop's
     other work (the liveness probe, peering's keep-alive) does not wait for a whole page.
     The cyclic garbage collector is held off for the whole listing, for the other tasks
-    too (``streaming.collector_held``): what they leave meanwhile is collected after.
+    too (``listwatch.collector_held``): what they leave meanwhile is collected after.
     """
     if watch.listings:  # a relist: at once, unless the one before was recent
         await pace.wait()
     listed: set[str] = set()
     listed_at = ''
-    with streaming.collector_held():  # until the last page is freed: see streaming.collector_held
-        async for chunk, chunk_version in _decoded(streaming.fetch_objs(
+    with listwatch.collector_held():  # until the last page is freed: see listwatch.collector_held
+        async for chunk, chunk_version in _decoded(listwatch.fetch_objs(
                 settings=settings, resource=resource, namespace=namespace, logger=logger)):
             listed_at = chunk_version  # the same for every page of one listing
             METRICS.listed += len(chunk)  # each page's answer was heard (_noting_answers): no stall
@@ -540,7 +540,7 @@ async def _relist(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, s
                 for gone in replaced(obj):
                     await deliver('DELETED', gone, True)
                 await deliver(None, obj, False)
-                if index % YIELD_EVERY == 0:  # the next page's request goes out (streaming.fetch_objs)
+                if index % YIELD_EVERY == 0:  # the next page's request goes out (listwatch.fetch_objs)
                     await asyncio.sleep(0)
     NOTICE.recovered()
     for gone in unlisted(namespace, listed):

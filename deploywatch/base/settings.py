@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from deploywatch.selectors import Selector, SelectorError
+from deploywatch.base.selectors import Selector, SelectorError
 
 PREFIX = 'DEPLOYWATCH_'
 # The shortest resync interval: what the test suite uses to see RESYNC quickly. Shorter is no

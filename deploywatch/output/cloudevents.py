@@ -9,7 +9,7 @@ encoder beside ``text``, for ``output.LineWriter``, and nothing else changes: th
 event (already shaped by ``DEPLOYWATCH_TYPES``, ``_OLD``, ``_OBJECT``) becomes
 ``data``, whole, and the attributes are read from it:
 
-* ``id``: the event's ``id`` (stable per change, see ``deploywatch.ids``); with
+* ``id``: the event's ``id`` (stable per change, see ``deploywatch.model.ids``); with
   ``source``, what CloudEvents consumers de-duplicate on;
 * ``source``: a URI reference naming the cluster and the Deployment's API path,
   ``//<cluster>/apis/apps/v1/namespaces/<namespace>/deployments/<name>`` (a
@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from deploywatch import output
+from deploywatch.output import writer as output
 
 SPEC_VERSION = '1.0'
 TYPE_PREFIX = 'dev.deploywatch.deployment.'

@@ -1,7 +1,7 @@
 """
 The LIST and WATCH requests of deploywatch's loop: Kopf's requests, decoded by orjson.
 
-``deploywatch.watching`` builds its loop from Kopf's ``fetch_objs`` and
+``deploywatch.kube.loop`` builds its loop from Kopf's ``fetch_objs`` and
 ``watch_objs``. Both decode with the standard library (``json.loads`` of each
 watch line, aiohttp's ``response.json()`` of each LIST page), and that decoding
 was the largest single cost outside the tracker: for the bench's 5.8 KB
@@ -14,7 +14,7 @@ doing what Kopf's do, except for the decoding:
 * every request is still Kopf's ``api.request``, looked up at call time: its
   credentials (``@authenticated``: the login handlers, re-login on 401), its
   retries (``settings.networking.error_backoffs``, which the loop shortens), and
-  ``deploywatch.watching``'s wrapper that notes each answer for stall detection;
+  ``deploywatch.kube.loop``'s wrapper that notes each answer for stall detection;
 * the query is built as Kopf builds it (selectors, ``chunk_size``, bookmarks,
   ``timeoutSeconds``, ``sendInitialEvents``), and the stream is Kopf's too:
   the inactivity timeout (``settings.watching.inactivity_timeout``) restarted by
@@ -23,14 +23,14 @@ doing what Kopf's do, except for the decoding:
   stream quietly;
 * lines are split by Kopf's ``iter_jsonlines``, so a response cut in the middle of
   a line still reaches the decoder without its newline and fails to decode, which
-  ``deploywatch.watching`` turns into ``OddStream`` (a ``ValueError``, as before);
+  ``deploywatch.kube.loop`` turns into ``OddStream`` (a ``ValueError``, as before);
 * what orjson refuses, or would decode differently, is decoded by ``json.loads``
   as before (see ``encoding.loads``), so every document decodes to what it did:
   integers beyond 64 bits (which orjson makes floats), lone surrogate escapes
   (``"\\ud800"``: JSON allows them, UTF-8 cannot hold them), ``NaN``, ``1e400``.
   A line that neither decodes raises the standard library's error, as Kopf's did.
 
-These are private Kopf APIs; ``deploywatch.watching.check`` verifies them at start-up.
+These are private Kopf APIs; ``deploywatch.kube.loop.check`` verifies them at start-up.
 """
 import asyncio
 import contextlib
@@ -42,7 +42,7 @@ import aiohttp
 from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import watching as kopf_watching
 
-from deploywatch.encoding import loads
+from deploywatch.base.encoding import loads
 
 NEEDED = ((kopf_api, 'request'), (kopf_api, 'iter_jsonlines'), (kopf_watching, 'logger'))
 
@@ -63,7 +63,7 @@ def collector_held() -> Iterator[None]:
     to decode with it, 54 ms without (``json.loads``, a bare interpreter). Held only
     while a page decodes, it still walked the whole page (10-15 ms) at the first
     allocation after, and again in older generations as the page was delivered: 1.0 s
-    of the 9 s it took to print 20,000 bench Deployments. So ``deploywatch.watching``
+    of the 9 s it took to print 20,000 bench Deployments. So ``deploywatch.kube.loop``
     holds it for a whole listing. Decoded JSON and what is built from it hold no
     reference cycles, so there is nothing to collect in them meanwhile; the collector
     runs as usual after, when the pages are freed by reference counts alone.
@@ -124,7 +124,7 @@ async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
 
     Each next page is asked for as soon as the page before is decoded, and arrives while
     that one is delivered: the caller yields to the loop now and then while it delivers
-    (``deploywatch.watching``), and the API server (another process, maybe another
+    (``deploywatch.kube.loop``), and the API server (another process, maybe another
     machine) serves the next page meanwhile. One page waited for the one before to be
     printed whole, and the API server for the request: a tenth of the start-up at 20,000
     Deployments. At most one page is held decoded, and the next one as bytes.

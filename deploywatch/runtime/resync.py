@@ -9,7 +9,7 @@ re-announces the state deploywatch already holds, which is what a
 SharedInformer's resync does too.
 
 Rounds are due at whole multiples of the interval in wall-clock (Unix) time, and
-each RESYNC's ``id`` names its round by that multiple (``deploywatch.ids``): two
+each RESYNC's ``id`` names its round by that multiple (``deploywatch.model.ids``): two
 replicas, or a replica before and after a restart, give the same re-announcement
 the same id. The loop computes how long until the next round is due and sleeps
 that long on the event loop's monotonic clock, so a wall-clock jump moves at most
@@ -19,7 +19,7 @@ thousands of objects never holds back a real change for long.
 
 Before each batch it asks its ``gate``, which may wait (while stdout does not
 keep up: a RESYNC round must not fill the writer's memory, see
-``deploywatch.output``) and answers whether this replica may print at all: a
+``deploywatch.output.writer``) and answers whether this replica may print at all: a
 replica that Kopf's peering has paused prints nothing, RESYNC included, and the
 rest of that round is skipped rather than printed late.
 """
@@ -28,8 +28,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from deploywatch import ids
-from deploywatch.tracker import Tracker
+from deploywatch.model import ids
+from deploywatch.model.tracker import Tracker
 
 BATCH = 200  # objects printed between two yields to the event loop
 

@@ -18,8 +18,8 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from deploywatch import authorship, diffing, ids, objects, rollout
-from deploywatch.encoding import Kept
+from deploywatch.base.encoding import Kept
+from deploywatch.model import authorship, diffing, ids, objects, rollout
 
 SCHEMA_VERSION = 'deploywatch/v1'
 

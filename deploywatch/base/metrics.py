@@ -18,7 +18,7 @@ cluster has thousands; a label value is a time series in the store).
 Staleness is per Deployment watch (one per namespace, or one cluster-wide):
 :class:`Watch` holds when it last heard from the API server — an event, a
 BOOKMARK, a page of a listing, or an answer to one of its requests (a quiet
-cluster sends no BOOKMARK; see ``deploywatch.watching._noting_answers``). A
+cluster sends no BOOKMARK; see ``deploywatch.kube.loop._noting_answers``). A
 watch paused on purpose (stdout is behind) is not
 silent, and its clock restarts when it resumes. :meth:`Metrics.unhealthy` is
 what the liveness probe reports.

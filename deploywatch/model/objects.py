@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from deploywatch import encoding
+from deploywatch.base import encoding
 
 REDACTED = '<redacted>'
 LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration'

@@ -31,7 +31,7 @@ Kept bytes come in three forms, told apart by their first byte: JSON (``{``),
 :data:`STDLIB` + JSON, and :data:`PACKED` + the dictionary's number (4 bytes) + a
 zstd frame of one of the other two. :func:`plain` turns any of them into JSON
 bytes and :func:`decode` into the object, in any thread: the state file
-(``deploywatch.state``) is written with :func:`plain` from the saver's thread, so
+(``deploywatch.runtime.state``) is written with :func:`plain` from the saver's thread, so
 it holds plain JSON lines, readable by every version. Dictionaries are therefore
 registered process-wide (:data:`_DICTIONARIES`, append-only), and each thread
 gets its own zstd contexts (one context must not be used by two threads at once).

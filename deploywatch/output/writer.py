@@ -80,7 +80,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from deploywatch import encoding
+from deploywatch.base import encoding
 
 HIGH_WATER = 4 * 1024 * 1024  # bytes of unwritten lines before the watches pause
 HARD_LIMIT = 4 * HIGH_WATER  # bytes of unwritten lines before the caller awaits room

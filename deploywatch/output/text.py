@@ -42,8 +42,8 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from deploywatch.diffing import IGNORED_PATHS
-from deploywatch.rollout import rollout
+from deploywatch.model.diffing import IGNORED_PATHS
+from deploywatch.model.rollout import rollout
 
 HEADER = ('TIME (UTC)', 'TYPE', 'NAMESPACE/NAME', 'READY', 'IMAGES', 'ROLLOUT', 'BY', 'CHANGES')
 WIDTHS = (12, 8, 28, 6, 18, 11, 30)  # the last column takes the rest
