@@ -44,6 +44,7 @@ class Trickle:
     def __init__(self, write: Callable[[int], dict[str, Any]]) -> None:
         self.write = write
         self.versions: list[str] = []  # resourceVersions the writes returned
+        self.sent: dict[str, float] = {}  # when the write that made each of them was sent (monotonic)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -52,11 +53,13 @@ class Trickle:
         count = 0
         while not self._stop.wait(TRICKLE):
             count += 1
+            sent = time.monotonic()
             try:
                 written = self.write(count)
             except Exception:  # a write into a frozen server may fail; the next one is the test
                 continue
             self.versions.append(written['metadata']['resourceVersion'])
+            self.sent[self.versions[-1]] = sent
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,7 +114,11 @@ def test_a_stalled_watch_fails_the_liveness_probe_and_recovers(
     try:
         eventually(lambda: healthz(liveness)[0] == 500, what='/healthz failing on the silent watch',
                    timeout=FAILS_WITHIN)
-        failed_after = time.monotonic() - stalled_at
+        failed_at = time.monotonic()
+        # The watch's silence began when it heard its last change, at the earliest when that
+        # change's write was sent: the last one printed now (it may have heard a later one).
+        last_heard = max(sent for version, sent in trickle.sent.items()
+                         if version in {e['resourceVersion'] for e in operator.events})
         assert healthz(liveness)[0] == 500
         assert value(scrape(metrics), 'deploywatch_watch_stalest_seconds') > STALL  # served while stalled
     finally:
@@ -119,7 +126,8 @@ def test_a_stalled_watch_fails_the_liveness_probe_and_recovers(
             control_plane_if_real.thaw_apiserver()
         elif faults is not None:
             faults.resume_watches()
-    assert failed_after >= STALL, f'failed after {failed_after:.1f}s, before the bound'
+    heard_for = failed_at - last_heard
+    assert heard_for >= STALL, f'failed {heard_for:.1f}s after the last change heard, before the bound'
 
     eventually(lambda: healthz(liveness)[0] == 200, what='/healthz healthy again once the server speaks',
                timeout=FAILS_WITHIN)
