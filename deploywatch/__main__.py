@@ -1,14 +1,11 @@
 """
 ``python -m deploywatch`` (also the ``deploywatch`` command): help, checks, rendering.
 
-deploywatch itself runs under Kopf (``kopf run operator/handlers.py ...``); this
-command is the companion a person reaches for first:
-
-* ``--help`` lists every ``DEPLOYWATCH_*`` variable with its default and
-  meaning, generated from ``deploywatch.base.settings.Settings`` (the one place
-  where settings are defined), so it cannot drift from what is validated;
-* ``check`` validates the environment and the credentials without connecting;
-* ``render`` turns a saved JSON stream into the text format.
+deploywatch runs under Kopf (``kopf run operator/handlers.py ...``); this is the
+companion a person reaches for first: ``--help`` lists every ``DEPLOYWATCH_*`` variable,
+generated from ``Settings`` so it cannot drift from what is validated; ``check``
+validates the environment and the credentials without connecting; ``render`` turns a
+saved JSON stream into the text format.
 """
 import argparse
 import dataclasses

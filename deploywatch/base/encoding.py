@@ -1,43 +1,28 @@
 """
-JSON bytes that are kept: what the tracker remembers of every live Deployment.
+JSON in and out, and the bytes the tracker keeps of every live Deployment.
 
-The tracker keeps each object encoded (see ``tracker.Remembered``), so at 100,000
-Deployments the size of one kept ``bytes`` object *is* the operator's memory.
-Three things decide it:
+At 100,000 Deployments the size of one kept ``bytes`` is the operator's memory, so:
 
-* ``orjson.dumps`` returns its working buffer as the result without shrinking it:
-  the allocation is rounded up to a power of two, at least 4 KiB (orjson 3.12 and
-  later; measured with 3.13 on this project's Deployments: a 3.2 KB object held
-  8.2 KB, a 0.2 KB list of ``managedFields`` stamps 4.1 KB). Harmless for a line
-  that is written and freed; for what is kept, it was two thirds of the memory.
-  So :func:`encode` copies the result into a ``bytes`` of its exact length
-  (``bytes(memoryview(...))``, a memcpy of a few KB: well under a microsecond);
-* the Deployments of one cluster are alike: the same keys, defaults, managers,
-  condition messages, often the same chart. A :class:`Packer` waits until its
-  tracker holds :data:`TRAIN_AFTER` objects, trains a zstd dictionary on them
-  (the first listing, usually), and from then on keeps every object compressed
-  against it: a 3.2 KB cleaned Deployment of ``make bench`` is kept in ~115
-  bytes, compressed in ~2-7 µs and read back in ~1.5-4 µs (zlib with a preset
-  dictionary, the standard library's nearest equivalent, got ~140 bytes but took
-  ~40 µs to compress). A smaller cluster is never compressed: its memory is small
-  anyway, and its events cost nothing more. The dictionary is kept for the life of
-  the process: objects unlike it compress less, never wrongly;
-* orjson refuses lone surrogates and integers beyond 64 bits, and reads such
-  integers back as floats: those objects (only hostile ones: the API server's
-  types never carry them) are written by the standard library and marked with
-  :data:`STDLIB`, so that :func:`decode` reads them back exactly.
+* :func:`encode` copies orjson's result into a ``bytes`` of its exact length: orjson
+  (3.12 and later) returns its working buffer, at least 4 KiB, as the result;
+* a :class:`Packer` trains a zstd dictionary once its tracker holds :data:`TRAIN_AFTER`
+  objects (the Deployments of one cluster are alike) and compresses every object
+  against it from then on; a smaller cluster is never compressed. A dictionary is kept
+  for the process's life: objects unlike it compress less, never wrongly;
+* what orjson refuses or would read back wrongly (lone surrogates, integers beyond
+  64 bits: only hostile objects carry them) is written by the standard library and
+  marked :data:`STDLIB`.
 
-Kept bytes come in three forms, told apart by their first byte: JSON (``{``),
-:data:`STDLIB` + JSON, and :data:`PACKED` + the dictionary's number (4 bytes) + a
-zstd frame of one of the other two. :func:`plain` turns any of them into JSON
-bytes and :func:`decode` into the object, in any thread: the state file
-(``deploywatch.runtime.state``) is written with :func:`plain` from the saver's thread, so
-it holds plain JSON lines, readable by every version. Dictionaries are therefore
-registered process-wide (:data:`_DICTIONARIES`, append-only), and each thread
-gets its own zstd contexts (one context must not be used by two threads at once).
+Kept bytes have three forms, told by the first byte: JSON (``{``), :data:`STDLIB` +
+JSON, :data:`PACKED` + the dictionary's number (4 bytes) + a zstd frame of one of the
+other two. :func:`plain` and :func:`decode` read any of them in any thread (the state
+file is written with :func:`plain` from the saver's thread, as plain JSON lines), so
+dictionaries are registered process-wide (append-only) and each thread has its own
+zstd contexts: one context must not be used by two threads at once.
 
-:class:`Kept` is the other half: an event's ``object``/``old`` that carries the JSON
-the tracker already holds for it, so that the line need not encode it again.
+:class:`Kept` lets an event's ``object``/``old`` carry the JSON the tracker already
+holds, so that the line need not encode it again. Costs: ``docs/scale.md``, "Where the
+time goes, module by module".
 """
 import json
 import struct
@@ -50,12 +35,10 @@ import zstandard
 STDLIB = b'\x00'  # marks bytes that only the standard library can read back exactly
 PACKED = b'\x01'  # marks a zstd frame: PACKED + dictionary number (>I) + frame
 TRAIN_AFTER = 1000  # objects held before a dictionary is trained on them
-DICTIONARY_SIZE = 16 * 1024  # bytes; 32 KiB gained 4 % on bench objects and took longer to train
-# zstd's fast strategy with small tables: an object is compressed between other work, with
-# the CPU caches cold, and level 3's tables (hundreds of KB) made that 15-28 us; these (16 KB
-# of hash table, a 32 KB window: the dictionary and a typical object) 5-7 us, for ~10 % more
-# bytes (112 instead of 102 per bench Deployment). Measured with /tmp/dw/zc.py (caches evicted
-# before each call). Training is not affected: the dictionary is the same.
+DICTIONARY_SIZE = 16 * 1024  # bytes; twice as much gained little and took longer to train
+# zstd's fast strategy with small tables (16 KB of hash table, a 32 KB window: the dictionary and
+# a typical object): an object is compressed between other work, with the CPU caches cold, where
+# level 3's tables of hundreds of KB cost several times as long for ~10 % fewer bytes.
 PARAMETERS = zstandard.ZstdCompressionParameters(
     window_log=15, hash_log=12, chain_log=12, search_log=1, min_match=5, strategy=zstandard.STRATEGY_FAST,
     write_checksum=0, write_content_size=1, write_dict_id=0)
@@ -74,14 +57,12 @@ LONG_NUMBER = b'0' * 19  # with DIGITS: a run of 19 digits or more
 
 def loads(data: bytes) -> Any:
     """
-    One JSON document (UTF-8 bytes), by orjson; by the standard library when orjson
+    One JSON document (UTF-8 bytes), by orjson; by the standard library where orjson
     would refuse it or decode it differently.
 
-    orjson turns an integer beyond 64 bits into a float without a word
-    (``-9223372036854775809``, ``18446744073709551616``), and such a number has 19
-    digits or more: a document with a run of 19 digits anywhere (in a string too)
-    goes to ``json.loads``. Looking costs ``bytes.translate`` and a substring search
-    in C, about 8 us for a 5.8 KB Deployment, against 25 us for orjson to decode it.
+    orjson reads an integer beyond 64 bits as a float without a word, and such a number
+    has 19 digits or more: a document with a run of 19 digits anywhere (in a string too)
+    goes to ``json.loads``. The look is ``bytes.translate`` and a search, both in C.
     """
     if LONG_NUMBER not in data.translate(DIGITS):
         try:
@@ -122,10 +103,9 @@ class Packer:
     One tracker's compression: nothing until :meth:`train`, then a zstd dictionary.
 
     Used from one thread (the tracker's); what it packs is readable anywhere (:func:`plain`).
-    With ``background``, :meth:`train` hands the training to a thread of its own: zstd's
-    trainer holds no GIL, so the event loop goes on printing the listing meanwhile (the
-    140-500 ms it takes were a pause of the first listing), and objects are kept plain until
-    the dictionary is there.
+    With ``background``, :meth:`train` trains in a thread of its own (zstd's trainer holds
+    no GIL), so the event loop goes on printing the listing; objects stay plain until the
+    dictionary is there.
     """
 
     def __init__(self, *, train_after: int = TRAIN_AFTER, background: bool = False) -> None:
@@ -221,15 +201,11 @@ class Kept(dict[str, Any]):
     """
     An object of an event (``object``, ``old``) that carries its own JSON, orjson's bytes.
 
-    The tracker has those bytes anyway (it just encoded the new state to keep it, and
-    decompressed the previous one), while encoding the same object again into the line
-    was a large part of writing it: a ~7 KB MODIFIED line took ~38 µs to encode on this
-    project's machine, ~5 µs with both objects spliced in. It is a ``dict`` for everyone
-    else (shaping, the text format, the diff, the tests) and serialises as one too; an
-    encoder that passes :data:`SPLICE` and :func:`splice` to ``orjson.dumps`` writes its
-    bytes instead, which are the same bytes (orjson's encoding of the same object).
-    Nothing changes an object once it is parsed (see ``objects.clean``), so they cannot
-    go stale.
+    The tracker has those bytes anyway (it encoded the new state to keep it, and
+    decompressed the previous one), and encoding the object again was most of the cost of
+    a line. It is a ``dict`` for everyone else; an encoder that passes :data:`SPLICE` and
+    :func:`splice` to ``orjson.dumps`` writes its bytes instead, the same bytes. Nothing
+    changes an object once it is parsed (``objects.clean``), so they cannot go stale.
     """
     __slots__ = ('json',)
 

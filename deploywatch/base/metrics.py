@@ -1,34 +1,20 @@
 """
 What deploywatch counts, for Prometheus (``/metrics``) and for its liveness probe.
 
-The counts are plain integers, bumped where the thing happens (the watch loop on
-the event loop, the writer thread after a line is written) and read only when
-Prometheus scrapes: a :class:`prometheus_client.Counter` takes a lock per
-increment, and at thousands of events a second the per-event cost is what
-``make bench`` measures. :class:`Collector` turns the integers into metric
-families at scrape time, in prometheus_client's own registry, which also serves
-its standard ``process_*`` metrics. The server is prometheus_client's own
-(a daemon thread), on ``DEPLOYWATCH_METRICS_PORT``: it keeps answering while
-the event loop is busy, which is what a scrape during a listing needs.
+The counts are plain integers, bumped where the thing happens (the watch loop, the
+writer thread) and turned into metric families only when Prometheus scrapes
+(:class:`Collector`): a ``prometheus_client.Counter`` takes a lock per increment, a
+cost paid per event. The server is prometheus_client's own, a daemon thread, so it
+answers while the event loop is busy with a listing. Names follow Prometheus'
+conventions, and no label has a value per Deployment or namespace (each value is a
+time series).
 
-Names follow Prometheus' conventions: ``_total`` for counters, seconds and bytes
-as base units, and no label with a value per Deployment or per namespace (a
-cluster has thousands; a label value is a time series in the store).
-
-Staleness is per Deployment watch (one per namespace, or one cluster-wide):
-:class:`Watch` holds when it last heard from the API server — an event, a
-BOOKMARK, a page of a listing, or an answer to one of its requests (a quiet
-cluster sends no BOOKMARK; see ``deploywatch.kube.loop._noting_answers``). A
-watch paused on purpose (stdout is behind) is not
-silent, and its clock restarts when it resumes. :meth:`Metrics.unhealthy` is
-what the liveness probe reports.
-
-No Deployment watch at all is a state of its own. Kopf starts one per matching
-namespace (or one cluster-wide); with a ``--namespace`` glob that matches no
-namespace yet, there are none, legitimately, as long as Kopf's watch of
-namespaces (:attr:`Metrics.namespaces`) is there to start one when a matching
-namespace appears. Without that watch, or with it silent, nothing ever will:
-:meth:`Metrics.unhealthy` fails once that has lasted past the stall bound.
+Staleness is per Deployment watch: a :class:`Watch` notes when it last heard from the
+API server (an event, a BOOKMARK, a page of a listing, or any answer to its requests:
+a quiet cluster sends no BOOKMARK). A watch paused on purpose is not silent. With no
+Deployment watch at all (a ``--namespace`` glob matching nothing yet), the process is
+healthy only while Kopf's watch of namespaces (:attr:`Metrics.namespaces`) is there to
+start one. :meth:`Metrics.unhealthy` is what the liveness probe reports.
 """
 import collections
 import dataclasses

@@ -1,25 +1,16 @@
 """
 Label selectors exactly as the API server reads them (``k8s.io/apimachinery/pkg/labels``).
 
-Comma-separated requirements, each ``key``, ``!key``, ``key=value``,
-``key==value``, ``key!=value``, ``key in (a,b)``, ``key notin (a,b)``,
-``key>1`` or ``key<1``. A key is a qualified name (an optional DNS-1123
-subdomain prefix of at most 253 characters and ``/``, then a name of at most
-63 characters); a value is at most 63 characters of the label-value pattern,
-or empty; ``>`` and ``<`` take an int64.
+``DEPLOYWATCH_LABEL_SELECTOR`` is parsed here so that a selector the API server would
+refuse stops deploywatch before it connects: the server answers 400 to every LIST and
+WATCH, which a watcher can only retry forever.
 
-Two users: ``DEPLOYWATCH_LABEL_SELECTOR`` is parsed here so that a selector
-the API server would refuse stops deploywatch before it connects (the server
-answers 400 to every LIST and WATCH, which a watcher can only retry forever),
-and the emulated API server filters LIST and WATCH with it.
-
-Why a port of the Go lexer and parser (``labels/selector.go``) rather than a
-grammar of our own: the server's grammar has corners no tidy grammar would
-choose — ``in`` is a key where a key is expected, ``()`` is the set holding
-the empty value, ``\\t\\r\\n`` are whitespace but ``\\v`` is not, a NUL byte
-ends a token — and deploywatch must refuse exactly what the server refuses,
-no more. ``tests/unit/selector_samples.py`` is the table both this module and
-a real kube-apiserver are held to. It works on the UTF-8 bytes, as Go does.
+A port of the Go lexer and parser (``labels/selector.go``), not a grammar of our own,
+because the server's grammar has corners no tidy grammar would choose (``in`` is a key
+where a key is expected, ``()`` is the set holding the empty value, ``\\v`` is not
+whitespace, a NUL byte ends a token), and deploywatch must refuse exactly what the
+server refuses. It works on the UTF-8 bytes, as Go does. ``tests/unit/selector_samples.py``
+is the table both this module and a real kube-apiserver are held to.
 """
 import dataclasses
 import re

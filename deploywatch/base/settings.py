@@ -1,15 +1,13 @@
 """
 Settings that ``kopf run``'s command line cannot carry, read from ``DEPLOYWATCH_*``.
 
-Namespace scoping, peering, liveness and logging verbosity stay with Kopf's own
-flags; everything else deploywatch needs is one environment variable per field
-of :class:`Settings`. The dataclass is the only place a setting is defined: its
-field metadata names the variable, says what it accepts, and parses it, so the
-validation, the error text and the documentation cannot drift apart.
-
-Validation happens once, when the handlers module is imported by ``kopf run``
-and before Kopf connects to anything: a bad value must stop the program with
-one line a human can act on, not with a traceback after the first API call.
+Namespaces, peering, liveness and log verbosity stay Kopf's flags; everything else is
+one environment variable per field of :class:`Settings`. The dataclass is the only
+place a setting is defined: its field metadata names the variable, says what it
+accepts and parses it, so the validation, the error text and ``--help`` cannot drift
+apart. Validation happens once, at start-up, before anything connects: a bad value
+stops the program with one line a human can act on, not a traceback after the first
+API call.
 """
 import dataclasses
 import math
@@ -25,7 +23,7 @@ from deploywatch.base.selectors import Selector, SelectorError
 PREFIX = 'DEPLOYWATCH_'
 # The shortest resync interval: what the test suite uses to see RESYNC quickly. Shorter is no
 # longer a periodic re-announcement but a stream of nothing else (each round prints every
-# Deployment, 10,000 take about a second), and far more likely a typo ("0.001" for "1000").
+# Deployment), and far more likely a typo ("0.001" for "1000").
 MIN_RESYNC_SECONDS = 0.1
 # A healthy watch of a quiet cluster hears from the API server about every 70 s (Kopf reopens a
 # silent stream, and the answer counts); a bound under a second is surely a typo for a longer one.

@@ -1,47 +1,30 @@
 """
 Who made a change (``changedBy``), read from ``metadata.managedFields``.
 
-The API server records, per field manager (``kubectl-edit``, ``helm``,
-``kube-controller-manager``...), operation (Update or Apply) and subresource
-(``status``, ``scale`` or none), which fields that writer set and when it last
-wrote: one entry each. The author of a change is the entry the change *added or
-advanced*, which is not simply the newest one: entries are sorted by time, but
-time is kept in whole seconds and two writers share a second all the time, and
-the recordings of real servers (``tests/emulator/recordings/v1.24``, ``v1.28``)
-show three more traps:
-
-* on v1.24 an entry's ``time`` moves only when its manager's *field set*
-  changes: a second ``kubectl apply`` that changes a value, or the deployment
-  controller updating its counts, leaves every entry as it was;
-* the entry of a write through ``/scale`` (``kubectl scale``) has no ``time``
-  at all, on both versions, so a second scale changes nothing in it;
-* a write takes over the fields it sets: the previous owner's entry shrinks
-  (``kubectl scale`` after ``kubectl apply``: the apply entry loses
-  ``spec.replicas``) while keeping its old time. A changed field set is
-  therefore no sign of authorship; a new entry or a moved time is.
+The API server keeps one entry per writer (manager, operation Update or Apply,
+subresource): the fields it set and when it last wrote. The author of a change is the
+entry the change *added or advanced*, not simply the newest: times are whole seconds,
+and writers share a second all the time. Recordings of real servers
+(``tests/emulator/recordings/v1.24``, ``v1.28``) show three more traps: on v1.24 an
+entry's ``time`` moves only when its field set changes; a write through ``/scale`` has
+no ``time`` at all; and a write takes over the fields it sets, so the previous owner's
+entry shrinks while keeping its time. A new entry or a moved time is a sign of
+authorship; a changed field set is not.
 
 So :func:`changed_by` decides in steps, each only when the one before cannot:
 
-1. an entry that is new, or whose ``time`` differs from the previous state's
-   (compared by manager, operation and subresource): if exactly one, it;
-2. among those (or, if none, among all entries), the ones that own a field the
-   change touched, by walking the new state's ``fieldsV1`` along each path of the
-   diff (list items by their ``k:``/``v:`` keys): if exactly one, it;
-3. a change that moved ``metadata.generation`` touched the spec, which only the
-   main resource and ``/scale`` can write: if exactly one such entry remains, it
-   (this is how a value hidden by redaction is still attributed);
-4. otherwise ``None``: the author cannot be told apart, and a guess would be
-   worse than saying so. Also ``None`` when the object carries no managedFields.
+1. the entries that are new or whose ``time`` moved since the previous state: if one, it;
+2. among those (or all), the ones owning a field the diff touched (walking the new
+   state's ``fieldsV1``, list items by their ``k:``/``v:`` keys): if one, it;
+3. if the change moved ``metadata.generation`` (the spec changed, which only the main
+   resource and ``/scale`` can write): the one such entry left, if one (this attributes
+   a value hidden by redaction);
+4. otherwise ``None``: a guess would be worse. Also ``None`` without managedFields.
 
-For an ADDED there is no previous state: the sole entry, or the one strictly
-newest when every entry has a time. After a restart from a state file the
-previous entries are unknown (the file keeps the cleaned object only), and
-steps 2-4 run over all entries.
-
-What the tracker keeps between two states (:func:`stamps`) is only each entry's
-manager, operation, subresource and time, about a hundred bytes per Deployment:
-step 1 needs nothing more, and steps 2-3 read the new state alone. The field sets
-themselves (often larger than the rest of the object) are never kept.
+An ADDED takes the sole entry, or the strictly newest when every entry has a time.
+After a restart from a state file the previous entries are unknown, and steps 2-4 run
+over all. Between two states the tracker keeps only :func:`stamps` (manager,
+operation, subresource, time), never the field sets.
 """
 import json
 from collections.abc import Mapping, Sequence

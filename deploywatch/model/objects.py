@@ -26,23 +26,17 @@ def clean(raw: Mapping[str, Any], *, redact: bool, applied: str | None = None) -
     """
     The object without ``metadata.managedFields`` and, if asked, without env values.
 
-    managedFields is server-side-apply bookkeeping, often larger than the rest of
-    the object, and changes on every write; nobody reads it from a watch stream.
-    Only literal ``env[].value`` strings are redacted: ``valueFrom`` references
-    (secretKeyRef, configMapKeyRef) name where a value lives, not the value.
+    managedFields is server-side-apply bookkeeping, often larger than the rest, and
+    changes on every write. Only literal ``env[].value`` strings are redacted:
+    ``valueFrom`` names where a value lives, not the value. ``kubectl apply`` keeps the
+    applied manifest, env values included, in the last-applied annotation: it is redacted
+    the same way and kept as JSON, or replaced whole if it does not parse as an object.
+    ``applied``, if given, is that annotation already redacted (the tracker's, while the
+    raw annotation is unchanged: :func:`applied_digest`).
 
-    ``kubectl apply`` keeps the whole applied manifest, env values included, in the
-    annotation ``kubectl.kubernetes.io/last-applied-configuration``: its embedded
-    Deployment is redacted the same way and kept as readable JSON, and an annotation
-    that does not parse as an object is replaced whole (it may hold anything).
-
-    ``applied``, if given, is that annotation already redacted: the tracker passes the
-    previous state's when the raw annotation is the same as then (:func:`applied_digest`).
-
-    Only the maps and lists on the way to what is removed or redacted are copied;
-    everything else is shared with ``raw``. That is safe because nothing changes an
-    object once it is parsed (not Kopf, not deploywatch), and it matters: a deep copy
-    of every object was one of the largest costs of an event.
+    Only the maps and lists on the way to what is removed or redacted are copied; the
+    rest is shared with ``raw``. That is safe because nothing changes an object once it
+    is parsed (not Kopf, not deploywatch), and a deep copy per event is costly.
     """
     obj = dict(raw)
     metadata = obj.get('metadata')
@@ -66,10 +60,8 @@ def clean(raw: Mapping[str, Any], *, redact: bool, applied: str | None = None) -
 def _redacted_pod_spec(pod_spec: Mapping[str, Any]) -> dict[str, Any] | None:
     """
     A copy of the pod spec with its containers' env values redacted; None if it has none.
-
-    One pass: every listed Deployment is cleaned twice (the object, and the manifest in
-    its last-applied annotation), and looking for values first, then again while copying,
-    was a sixth of a listed object's cleaning.
+    One pass, looking and copying together: every listed Deployment is cleaned twice (the
+    object, and the manifest in its last-applied annotation).
     """
     redacted: dict[str, Any] | None = None
     for key in CONTAINER_LISTS:
@@ -96,13 +88,11 @@ def applied_digest(raw: Mapping[str, Any]) -> bytes | None:
     """
     A digest of the raw last-applied annotation (None: there is none, or it is not text).
 
-    The annotation changes only when someone applies again, but arrives with every status
-    write of the controller, and redacting it (parse, redact, encode) was a third of an
-    event's cost once a cluster has more Deployments than :func:`_redacted_applied`'s cache
-    holds (each has its own annotation, and a round of status updates visits them all).
-    The tracker remembers this digest (16 bytes; BLAKE2b, so that two different annotations
-    never pass for the same) and, while it stays the same, reuses the redacted annotation
-    of the state it printed before: :func:`clean`'s ``applied``.
+    The annotation changes only when someone applies again but arrives with every status
+    write, and redacting it (parse, redact, encode) is costly; :func:`_redacted_applied`'s
+    cache cannot hold one per Deployment of a large cluster. The tracker keeps this digest
+    (16 bytes of BLAKE2b: two different annotations never pass for the same) and, while it
+    stays the same, reuses the redacted annotation it printed before.
     """
     metadata = raw.get('metadata')
     annotations = metadata.get('annotations') if isinstance(metadata, dict) else None
@@ -127,10 +117,7 @@ def _redacted_manifest(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _redacted_applied(value: str) -> str:
-    """
-    Cached: the annotation changes only when someone applies again, but arrives with every
-    status write of the controller, and parsing it was a fifth of an event's whole cost.
-    """
+    """Cached: the annotation changes only when someone applies again, but arrives with every status write."""
     try:  # exactly (encoding.loads): an integer beyond 64 bits must not come back as a float
         manifest = encoding.loads(value.encode())
     except ValueError:  # not JSON; or a lone surrogate, which UTF-8 cannot carry
@@ -141,7 +128,7 @@ def _redacted_applied(value: str) -> str:
     if redacted.get('spec') is manifest.get('spec'):  # no values: the text stays as kubectl wrote it
         return value
     ending = '\n' if value.endswith('\n') else ''  # kubectl ends it with one
-    try:  # orjson writes what json.dumps(..., separators=(',', ':'), ensure_ascii=False) does, 10x faster
+    try:  # orjson writes what json.dumps(..., separators=(',', ':'), ensure_ascii=False) does, faster
         text = orjson.dumps(redacted).decode()
     except TypeError:  # lone surrogates, integers beyond 64 bits: orjson refuses, the standard library writes
         text = json.dumps(redacted, separators=(',', ':'), ensure_ascii=False)

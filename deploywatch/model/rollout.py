@@ -1,31 +1,16 @@
 """
 Where a Deployment's rollout stands, decided as ``kubectl rollout status`` decides it.
 
-``kubectl rollout status`` is what people already trust to say "done" or "stuck",
-and CI pipelines wait on it; a watcher that answered differently would be argued
-with. So :func:`rollout` is a port of kubectl's ``DeploymentStatusViewer.Status``
-(``k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go``), check for check and
-in the same order:
+People and CI pipelines already trust ``kubectl rollout status`` to say "done" or
+"stuck", so :func:`rollout` is a port of its ``DeploymentStatusViewer.Status``
+(``k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go``), check for check and in
+the same order (:func:`_checks`): the spec not yet observed, the progress deadline
+exceeded (Failed), updated < wanted, old replicas left, available < updated, else
+Complete. A missing ``spec.replicas`` counts as 1, as the API server defaults it.
 
-1. ``metadata.generation > status.observedGeneration``: the controller has not
-   seen the latest spec yet, so nothing in the status is about it: Progressing;
-2. a ``Progressing`` condition with reason ``ProgressDeadlineExceeded``: the
-   controller gave up waiting (``spec.progressDeadlineSeconds``): Failed;
-3. ``status.updatedReplicas < spec.replicas``: Progressing;
-4. ``status.replicas > status.updatedReplicas`` (old pods still running): Progressing;
-5. ``status.availableReplicas < status.updatedReplicas``: Progressing;
-6. otherwise Complete.
-
-Two things kubectl does not do, because it is asked about one rollout at a time:
-
-* ``spec.paused`` is reported as Paused, whatever the checks say (the message
-  keeps what they said): a paused Deployment makes no progress until it is
-  resumed, so "Progressing" would promise something that will not happen;
-* kubectl's extra pod lookups (``appendWarning``: Unschedulable, ImagePullBackOff)
-  are left out: they cost a request per event, and the stream makes none.
-
-kubectl skips check 3 when ``spec.replicas`` is nil; from an API server it never
-is (defaulted to 1), so a missing value counts as 1, as ``summary.replicas`` does.
+Two differences, because the stream is about every rollout at once: ``spec.paused`` is
+reported as Paused, whatever the checks say (a paused Deployment makes no progress
+until resumed), and kubectl's extra pod lookups are left out (a request per event).
 Like every fact in the summary, this never raises on an odd object.
 """
 from collections.abc import Mapping

@@ -1,44 +1,29 @@
 """
-Turns Kopf's raw watch events into deploywatch events, remembering what was printed.
+Turns raw watch events into deploywatch events, remembering what was printed.
 
-This is the informer's cache, reduced to what the stream needs: for every live
-Deployment (by uid) the state this stream printed last. From it follow
-the guarantees a SharedInformer program does not give:
+The informer's cache, reduced to what the stream needs: for every live Deployment (by
+uid) the state this stream printed last. The rules it keeps, which a SharedInformer
+program does not give:
 
-* MODIFIED carries ``old`` (the state printed before) and a diff against it;
-* DELETED carries the last state the API server sent;
-* a relist (start-up, or Kopf's restart after ``410 Gone``) prints only what
-  changed: an object listed again with the resourceVersion already printed
-  produces nothing, so a reconnect never invents a second ``initial`` ADDED;
-* RESYNC is only ever built from this memory, and an object leaves the memory
-  the moment its DELETED is built, so a RESYNC cannot follow a DELETED;
-* after a complete listing, objects it remembers in that namespace but that the
-  listing lacks were deleted meanwhile: :meth:`unlisted` names them, and their
-  DELETED is marked ``inferred``, as is a MODIFIED found by a listing (the
-  states in between were not seen);
-* a listing that finds an object under a name the memory holds for another
-  uid (deleted and recreated while the stream was down) must end the old one
-  first: :meth:`replaced` names it, so that its inferred DELETED precedes the
-  new one's ADDED and a reader keyed on namespace/name is never left believing
-  the Deployment gone;
-* for ``changedBy`` (``deploywatch.model.authorship``), what the previous state's
-  ``managedFields`` said of each writer (manager, operation, subresource, time;
-  about a hundred bytes), never the field sets themselves;
-* memory restored from a state file (``deploywatch.runtime.state``) is *unconfirmed*
-  until a listing or watch event shows the object again: it gets no RESYNC,
-  since it may be gone already;
-* objects of namespaces that no watch covers (any more) are named by
-  :meth:`outside`, to be ended with an inferred DELETED: restored ones of
-  namespaces outside today's scope or deleted meanwhile, and those of a
-  namespace that left the scope while its watch was not reading;
-* memory restored from a file kept under other settings (:attr:`shaping`) is
-  *unknown*: its resourceVersion is known, its content not as this run would
-  keep it. Seen again unchanged, it is kept as seen now, silently; changed, its
-  MODIFIED has no ``old`` and its diff replaces the whole object, rather than a
-  diff against the other settings' shape (``"<redacted>"`` to a value).
+* MODIFIED carries ``old`` (the state printed before) and a diff against it; DELETED
+  carries the last state the API server sent;
+* an object listed again at the resourceVersion already printed produces nothing, so a
+  relist never invents a second ``initial`` ADDED;
+* RESYNC is built only from this memory, and an object leaves it the moment its DELETED
+  is built, so no RESYNC follows a DELETED;
+* after a complete listing, what the memory holds in that namespace but the listing
+  lacks was deleted meanwhile (:meth:`unlisted`: an ``inferred`` DELETED, as a MODIFIED
+  found by a listing is inferred); another uid under a listed name was deleted and
+  recreated (:meth:`replaced`: its DELETED comes before the new one's ADDED); objects of
+  namespaces no watch covers any more are named by :meth:`outside`;
+* for ``changedBy`` it keeps each writer's ``managedFields`` stamp, never the field sets;
+* memory restored from a state file is *unconfirmed* (no RESYNC: it may be gone) until a
+  listing or event shows the object; restored under other settings (:attr:`shaping`) it
+  is also *unknown*: seen unchanged it is kept silently, changed its MODIFIED has no
+  ``old`` and its diff replaces the whole object.
 
-It knows nothing of Kopf, I/O or time sources beyond the injected clock, so the
-rules above are tested on plain dicts.
+It knows nothing of Kopf, I/O or time beyond the injected clock, so these rules are
+tested on plain dicts.
 """
 import datetime
 from collections.abc import Callable, Collection, Mapping
@@ -69,15 +54,10 @@ class Remembered(NamedTuple):
     """
     What is kept of one object: enough to compare and filter without decoding it.
 
-    The object itself is kept encoded, as JSON bytes. A decoded Deployment is a
-    few hundred small Python objects; kept for 10,000 Deployments, they made
-    Python's cyclic garbage collector the largest single cost of an event (it
-    traverses every container object it tracks) and most of the memory. Bytes
-    are one object the collector never looks into, several times smaller, and
-    are decoded only when a MODIFIED, a RESYNC or an inferred DELETED needs them.
-    Once the tracker holds ``encoding.TRAIN_AFTER`` objects they are also kept
-    compressed against a dictionary trained on them (``deploywatch.base.encoding``):
-    ~115 bytes instead of ~3.2 KB for a typical Deployment.
+    The object is kept as bytes (``deploywatch.base.encoding``: JSON, compressed once
+    the tracker holds enough): a decoded Deployment is hundreds of small Python objects,
+    which the cyclic garbage collector would walk on every collection, and bytes are one
+    object it never looks into. They are decoded only when an event needs the old state.
     """
     version: Any
     namespace: Any
@@ -254,14 +234,8 @@ class Tracker:
 
     def _maybe_train(self, *, now: bool = False) -> None:
         """
-        Once enough objects are held, train the dictionary on them; once it is there,
-        compress them all.
-
-        Once per tracker: 140-500 ms for 1,000 bench Deployments on this project's 2-core
-        machine, in a thread of its own when the packer trains in the background (the
-        operator's: the listing goes on meanwhile), then ~2-7 µs per object, on the loop
-        (~5 ms a thousand). Usually during the first listing; a cluster that grows past
-        1,000 while watched pays it once mid-stream.
+        Once enough objects are held, train the dictionary on them (once per tracker, in
+        the background for the operator); once it is there, compress them all.
         """
         if self._packer.wants(len(self._printed)):
             self._packer.train([remembered.encoded for remembered in self._printed.values()], now=now)

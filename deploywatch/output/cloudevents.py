@@ -1,30 +1,16 @@
 """
 The CloudEvents format (``DEPLOYWATCH_FORMAT=cloudevents``): each event as one CloudEvents 1.0 JSON object.
 
-Knative's ApiServerSource, Argo Events, Azure Event Grid and most event routers
-take CloudEvents, and their JSON format in *structured mode* (the whole event, its
-attributes and its data, in one JSON object) fits a line-per-event stream as is:
-a consumer reads one line and has the envelope its router wants. So this is an
-encoder beside ``text``, for ``output.LineWriter``, and nothing else changes: the
-event (already shaped by ``DEPLOYWATCH_TYPES``, ``_OLD``, ``_OBJECT``) becomes
-``data``, whole, and the attributes are read from it:
-
-* ``id``: the event's ``id`` (stable per change, see ``deploywatch.model.ids``); with
-  ``source``, what CloudEvents consumers de-duplicate on;
-* ``source``: a URI reference naming the cluster and the Deployment's API path,
-  ``//<cluster>/apis/apps/v1/namespaces/<namespace>/deployments/<name>`` (a
-  network-path reference: the cluster as its authority); without
-  ``DEPLOYWATCH_CLUSTER``, the path alone. Namespace and name are
-  percent-encoded, so that no value from the cluster can break the URI;
-* ``type``: ``dev.deploywatch.deployment.added`` (``.modified``, ``.deleted``,
-  ``.resync``): reverse-DNS, as the specification recommends;
-* ``subject``: ``namespace/name``, what a subscriber filters on;
-* ``time``: when deploywatch observed it (the event's ``time``);
-* ``datacontenttype`` ``application/json``, ``dataschema`` the v1 JSON Schema's
-  ``$id``.
-
-Nothing here depends on the CloudEvents SDK: the format is a few attributes, and
-the operator's dependencies stay few; the tests read every line with the SDK.
+Knative, Argo Events and most event routers take CloudEvents, and the JSON format's
+*structured mode* (attributes and data in one object) fits a line per event as is. So
+this is one more line encoder beside ``text``: the event, already shaped, becomes
+``data`` whole, and the attributes are read from it: ``id`` (stable per change,
+``deploywatch.model.ids``: with ``source``, what consumers de-duplicate on), ``source``
+(``//<cluster>`` if named, then the Deployment's API path, namespace and name
+percent-encoded so no value from the cluster breaks the URI), ``type``
+(``dev.deploywatch.deployment.<type>``), ``subject`` (``namespace/name``), ``time``,
+``dataschema`` (the v1 schema's ``$id``). No CloudEvents SDK at run time: the format is
+a few attributes; the tests read every line with the SDK.
 """
 import urllib.parse
 from collections.abc import Mapping

@@ -1,10 +1,9 @@
 """
 What of each event is written: which types, which changes, how much of the object.
 
-The tracker always builds the complete event and keeps its memory complete, so
-that filters never change what the stream *knows*: a MODIFIED printed after a
-dropped status-only one still diffs against the state before it, and RESYNC
-still re-announces the current state. Shaping only decides what reaches stdout.
+The tracker always builds the complete event and keeps its memory complete, so filters
+never change what the stream *knows* (a MODIFIED after a dropped one still diffs
+against the state before it); shaping only decides what reaches stdout.
 """
 import dataclasses
 from typing import Any

@@ -1,38 +1,25 @@
 """
 The text format (``DEPLOYWATCH_FORMAT=text``): one short aligned line per event.
 
-For a person watching a rollout in a terminal, like ``kubectl get deploy -w``
-but with what changed::
+For a person watching rollouts in a terminal, like ``kubectl get deploy -w`` but with
+what changed::
 
     TIME (UTC)    TYPE      NAMESPACE/NAME                READY   IMAGES              ROLLOUT      BY   ...
     16:22:17.927  MODIFIED  default/frontend              0/3     nginx:1.25          Progressing  kub...
 
-(BY is ``kubectl/scale`` here, and CHANGES ``spec.replicas 2→3``.) ROLLOUT is
-``summary.rollout.status`` and BY the manager of ``changedBy`` (with its
-subresource: ``kubectl/scale``, ``kube-controller-manager/status``; ``-`` when
-the author cannot be told). A MODIFIED whose rollout status moved says so
-first among its changes (``rollout Progressing→Complete``), computed from
-``old``, so it is shown whenever ``old`` is in the line. With
-``DEPLOYWATCH_CLUSTER`` a CLUSTER column follows the type. Lines saved before
-these fields existed render with those cells empty.
+ROLLOUT is ``summary.rollout.status``, BY the manager of ``changedBy`` with its
+subresource (``-``: not known), CHANGES the diff, led by the rollout's move when
+``old`` shows one. A line is a pure function of one JSON event, so a saved stream
+renders the same later (``python -m deploywatch render``), with empty cells for fields
+it predates. A long value pushes its line right rather than being cut; only on a
+terminal, a line that would wrap loses its last changes (``… +N``), since a wrapped
+line breaks the columns of every line after it.
 
-It is rendered from the JSON event alone (a pure function of one line), so a
-saved JSON stream renders the same later: ``python -m deploywatch render``.
-Columns have fixed widths; a longer value pushes the rest of its line right
-rather than being cut, since a truncated name is worse than a ragged line. On a
-terminal a line that would wrap is fitted to the window's width (read for every
-line, so a resized window is followed) by cutting CHANGES only, the last changes
-first, with ``… +N`` for the N not shown: a wrapped line breaks the columns of
-every line after it. Piped (a file, ``less``, ``grep``) a line is kept whole.
-
-Everything in a line but deploywatch's own colour comes from the cluster, and
-annotation values and images are free text there: a newline in one would
-forge a line, an escape sequence would recolour or clear the terminal, a bidi
-override would reorder what a person reads, and a zero-width space would make
-two different images look the same. So every cell passes through
-:func:`visible`, which writes such characters as ``\\n``, ``\\x1b``,
-``\\u202e``, ``\\u200b``: every event stays one line, no escape sequence reaches
-the terminal except the colour added after, and what differs looks different.
+Every cell comes from the cluster, where annotations and images are free text: a
+newline would forge a line, an escape sequence recolour the terminal, a bidi override
+reorder what is read, a zero-width space make two images look alike. So every cell
+passes through :func:`visible`: one event is one line, no escape sequence reaches the
+terminal but deploywatch's colour, and what differs looks different.
 """
 import json
 import os
@@ -244,7 +231,7 @@ def _value(value: Any) -> str:
 
 
 class TextEncoder:
-    """The text format as a line encoder for ``output.LineWriter``: a header, then one line per event."""
+    """The text format as the writer's line encoder: a header, then one line per event."""
 
     def __init__(self, *, colour: bool, width: Callable[[], int | None] | None = None) -> None:
         self._colour = colour

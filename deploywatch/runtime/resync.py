@@ -1,27 +1,18 @@
 """
 The periodic RESYNC, as one operator-wide task instead of per-object timers.
 
-Kopf's ``@kopf.timer`` would be the obvious tool, but it is per object: it adds a
-finalizer by default (making deploywatch block deletions), and without the
-finalizer Kopf never stops the timer of a deleted object. One loop over the
-tracker's memory has neither problem, and costs zero API requests: RESYNC
-re-announces the state deploywatch already holds, which is what a
-SharedInformer's resync does too.
+``@kopf.timer`` is per object and adds a finalizer (or, without one, never stops for a
+deleted object); one loop over the tracker's memory has neither problem and makes no
+API request: RESYNC re-announces the state deploywatch holds, as a SharedInformer's
+resync does.
 
-Rounds are due at whole multiples of the interval in wall-clock (Unix) time, and
-each RESYNC's ``id`` names its round by that multiple (``deploywatch.model.ids``): two
-replicas, or a replica before and after a restart, give the same re-announcement
-the same id. The loop computes how long until the next round is due and sleeps
-that long on the event loop's monotonic clock, so a wall-clock jump moves at most
-one round; a clock stepped back gets the next round one interval later, numbered after
-the last one, so no round's ids are printed twice. It yields to the event loop between batches, so a resync of
-thousands of objects never holds back a real change for long.
-
-Before each batch it asks its ``gate``, which may wait (while stdout does not
-keep up: a RESYNC round must not fill the writer's memory, see
-``deploywatch.output.writer``) and answers whether this replica may print at all: a
-replica that Kopf's peering has paused prints nothing, RESYNC included, and the
-rest of that round is skipped rather than printed late.
+Rounds are due at whole multiples of the interval in Unix time, and each RESYNC's ``id``
+names its round (``deploywatch.model.ids``), so replicas and restarts agree on it. The
+loop sleeps on the event loop's monotonic clock, so a wall-clock jump moves at most one
+round, and a clock stepped back never makes a round's ids print twice. Between batches
+it yields to the event loop, and asks its ``gate``, which may wait (stdout is behind: a
+round must not fill the writer's memory) and says whether this replica may print at all
+(a standby prints no RESYNC; the rest of the round is skipped, not printed late).
 """
 import asyncio
 import time

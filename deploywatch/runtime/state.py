@@ -1,53 +1,26 @@
 """
-The optional state file: what the stream printed last, kept across restarts.
+The optional state file (``DEPLOYWATCH_STATE_FILE``): what the stream wrote last, kept
+across restarts, so that a restart prints only what changed meanwhile (marked
+``inferred``, see ``deploywatch.model.tracker``) instead of every Deployment again.
 
-Without it, a restart prints every Deployment again as ``ADDED initial``: right
-for a terminal, a flood for an audit store. With ``DEPLOYWATCH_STATE_FILE``, the
-tracker's memory is saved, and on start-up it is restored *unconfirmed*: the
-first listing then prints only real differences (ADDED for new objects,
-MODIFIED inferred for changed ones, DELETED inferred for the ones deleted
-while deploywatch was down) — see ``deploywatch.model.tracker``.
-
-Saving is periodic (every :data:`SAVE_INTERVAL` seconds while something changed,
-and once more at shutdown), not per event: at thousands of events a second a
-write per event would cost more than the stream itself. If the process dies
-between two saves, the next start re-derives those last changes from the
-listing, marked ``inferred``: a consumer sees them twice at most, never loses
-one, and can de-duplicate on (uid, resourceVersion, type).
-
-What is saved is what was *written*, not what was meant to be: the writer
-(``deploywatch.output.writer``) commits each line to a :class:`Ledger` once stdout took
-it, in stream order, and only the ledger is saved. A line that never reached the
-reader (it went away, the disk is full, the process stopped with lines still
-waiting) is then printed by the next run, never skipped.
-
-A save never leaves a torn file: it writes a temporary file in the same
-directory, fsyncs it, and renames it over the old one. Saves are serialised by a
-lock, each taking its snapshot inside it, so the final save at shutdown always
-lands after (and holds more than) a periodic save still in flight. A file that
-is torn or corrupt anyway (another writer, a full disk, a hand edit) is detected
-by its checksum, reported on stderr and ignored: deploywatch then starts as
-without it, and overwrites it.
-
-The kept objects are shaped by settings (``DEPLOYWATCH_REDACT``: ``"<redacted>"`` or the
-value), so the header records those settings (``shaping``). A run with other settings
-knows every resourceVersion of the file but not the content as it would have kept it:
-diffing against it would invent changes (an env value going from ``"<redacted>"`` to its
-value), so those objects are *unknown* until a listing or a watch event shows them again
-(the tracker prints nothing for an unchanged one, and a MODIFIED without ``old`` for a
-changed one). Until a line about such an object is written, the file names it in the
-header's ``unknown``, so a restart in between does not trust it either.
-A file that names no shaping was written before it was recorded, with either setting: it
-is read as redacted, the shaping that loses most. A run that redacts re-cleans whatever it
-holds to exactly what it would have kept itself (``Tracker.restore``), and a run that does
-not treats it as unknown, which is never wrong. Old readers ignore the header's new keys,
-so the format stays ``deploywatch-state/2``: a rollback still loads the file.
-
-A file that is not a deploywatch state file at all (a path mistyped onto someone
-else's data), or one of a newer format (a rollback: the newer version's memory is not
-this one's to drop), is refused before anything connects, and never overwritten
-(:func:`load_or_exit`). A save that fails is raised to the caller: the operator
-stops on it rather than going on without the restart guarantee it promised.
+* What is saved is what was *written*: the writer commits each line to a :class:`Ledger`
+  once stdout took it, and only the ledger is saved, so a line that never reached the
+  reader is printed by the next run, never skipped.
+* Saves are periodic (:data:`SAVE_INTERVAL`, and once at shutdown), not per event. If
+  the process dies between two, the next start derives the last changes again from the
+  listing: a consumer may see them twice (the same ``id``), never lose one.
+* A save never leaves a torn file (a temporary file, fsync, rename), and saves are
+  serialised, each taking its snapshot inside the lock, so the final save lands last.
+  A torn or corrupt file anyway fails its checksum: a warning, and a start without it.
+* The header records the settings that shaped the objects (``shaping``: redaction). A
+  run with other settings treats every object as *unknown* (diffing against another
+  shape would invent changes), and the header names the objects still unknown, so a
+  restart in between does not trust them either. A file that records no shaping is
+  read as redacted, the shaping that loses most. Readers ignore header keys they do
+  not know, so the format stays ``deploywatch-state/2``.
+* A file that is not a state file (a mistyped path) or of a newer format (a rollback)
+  is refused before anything connects and never overwritten (:func:`load_or_exit`).
+  A failed save is raised: the operator stops rather than drop its restart promise.
 """
 import asyncio
 import contextlib
@@ -100,11 +73,9 @@ def save(path: pathlib.Path, encoded: Mapping[str, bytes], *, shaping: Shaping =
     A header line (format, checksum of the rest, shaping, the unknown objects if any), then
     one ``uid<TAB>json`` line per object.
 
-    The objects are written from the bytes the tracker keeps, already encoded: saving
-    10,000 Deployments is a concatenation, not 10,000 encodings. What the tracker keeps
-    compressed (``deploywatch.base.encoding``) is written as its plain JSON (~1.5 µs each), so
-    the file is the same format whatever this process's memory looks like, and any
-    version reads it.
+    The objects are the bytes the tracker keeps, already encoded: a save is a
+    concatenation, not an encoding per object. Compressed ones are written as their plain
+    JSON, so the file's format does not depend on this process's memory.
     """
     body = b''.join(key.encode() + b'\t' + plain(data) + b'\n' for key, data in encoded.items())
     meta: dict[str, Any] = {'format': FORMAT, 'checksum': hashlib.sha256(body).hexdigest(),
@@ -303,7 +274,7 @@ async def keep_saved(saver: Saver) -> None:
     Save whenever the memory changed, at most every SAVE_INTERVAL seconds, and at the end.
 
     The first round saves: the file exists from the first second of a run. A failed save
-    raises (the task ends with it: see ``deploywatch.handlers``).
+    raises, and the task ends with it, which stops the operator (README, "Exit status").
     """
     try:
         while True:
