@@ -12,6 +12,7 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The package without its emulated API server (deploywatch/testing: .dockerignore, pyproject.toml).
 COPY deploywatch ./deploywatch
 # A venv at its final path (a venv cannot be moved): the runtime stage copies it whole.
 RUN python -m venv /opt/deploywatch \

@@ -14,6 +14,10 @@ are proven by doing the Dockerfile's steps by hand, read from the Dockerfile its
   read-only in a private mount namespace (as ``readOnlyRootFilesystem`` does), from
   "/", against the emulated API server as deploywatch's ServiceAccount.
 
+The wheel the RUN line builds leaves out deploywatch/testing, the emulated API server
+(pyproject.toml; .dockerignore keeps it out of the context too), while the editable dev
+install still imports it: both are checked here (docs/design.md, "Where the emulator lives").
+
 Differences left: the machine's kernel and libc instead of the image's Debian, a
 kubeconfig instead of the in-cluster token (the emulator speaks plain HTTP, the
 in-cluster configuration insists on HTTPS). Dropping to another user and mounting
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 
 import pytest
@@ -47,6 +52,7 @@ REPO = manifests.REPO
 HADOLINT = pathlib.Path(sys.executable).parent / 'hadolint'
 LOCK = pathlib.Path(tempfile.gettempdir()) / 'deploywatch-port-8080.lock'  # kept: deleting a lock races
 LIVENESS_PORT = 8080
+EMULATOR = 'deploywatch/testing/'  # the emulated API server: the tests', make demo's, make bench's
 
 
 def test_hadolint_finds_nothing_in_the_dockerfile(request: pytest.FixtureRequest) -> None:
@@ -60,17 +66,68 @@ def test_hadolint_finds_nothing_in_the_dockerfile(request: pytest.FixtureRequest
 
 
 def test_the_build_context_is_what_the_dockerfile_copies(tmp_path: pathlib.Path) -> None:
-    """.dockerignore keeps out the venv, .git and bytecode; the package and its data go in."""
+    """
+    .dockerignore keeps out the venv, .git, bytecode and the emulated API server
+    (deploywatch/testing: a test server has no place in the operator's image); the
+    package and its schema go in.
+    """
     image = dockerfile.parse(REPO / 'Dockerfile')
     copied = dockerfile.copy_context(image.stage('build'), context=REPO, root=tmp_path)
     assert {'pyproject.toml', 'README.md', 'deploywatch/handlers.py', 'deploywatch/schema/event-v1.json',
-            'deploywatch/testing/discovery/apis.json'} <= set(copied)
+            'deploywatch/kube/loop.py'} <= set(copied)
     assert [path for path in copied if '__pycache__' in path or path.endswith('.pyc')] == []
+    assert [path for path in copied if path.startswith(EMULATOR)] == []
     rules = dockerfile.ignored(REPO)
-    for outside in ('.venv/bin/python', '.git/HEAD', 'tests/conftest.py', 'deploywatch/__pycache__/x.pyc'):
+    for outside in ('.venv/bin/python', '.git/HEAD', 'tests/conftest.py', 'deploywatch/__pycache__/x.pyc',
+                    'deploywatch/testing/server.py', 'deploywatch/testing/discovery/apis.json'):
         assert not dockerfile.in_context(pathlib.PurePosixPath(outside), rules), outside
     assert (tmp_path / 'src' / 'deploywatch' / 'handlers.py').read_bytes() == \
         (REPO / 'deploywatch' / 'handlers.py').read_bytes()
+
+
+def test_the_wheel_carries_the_operator_and_its_schema_not_the_emulator(tmp_path: pathlib.Path) -> None:
+    """
+    pyproject.toml leaves deploywatch/testing out of the wheel, whatever the build context
+    holds: built from a clean copy of the whole package, emulator included (a work tree's
+    build/ and *.egg-info/ would carry files of older builds into the wheel).
+    """
+    source = tmp_path / 'source'
+    for name in ('pyproject.toml', 'README.md'):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, source / name)
+    shutil.copytree(REPO / 'deploywatch', source / 'deploywatch',
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+    assert (source / EMULATOR / 'server.py').is_file()
+    env = {k: v for k, v in os.environ.items() if k not in ('VIRTUAL_ENV', 'PYTHONPATH', 'PYTHONHOME')}
+    result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--disable-pip-version-check',
+                             '--quiet', str(source), '-w', str(tmp_path / 'wheel')],
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = (tmp_path / 'wheel').glob('deploywatch-*.whl')
+    with zipfile.ZipFile(wheel) as archive:
+        names = {name for name in archive.namelist() if not name.startswith('deploywatch-')}
+    assert [name for name in names if name.startswith(EMULATOR)] == []
+    shipped = {path.relative_to(REPO).as_posix() for pattern in ('*.py', 'schema/*.json')
+               for path in (REPO / 'deploywatch').rglob(pattern)
+               if not path.relative_to(REPO).as_posix().startswith(EMULATOR)}
+    assert 'deploywatch/schema/event-v1.json' in shipped
+    assert names == shipped
+
+
+def test_the_dev_install_imports_the_emulator_from_the_work_tree() -> None:
+    """
+    What the wheel leaves out, ``make install``'s editable install still finds: the tests,
+    ``make demo`` and ``make bench`` import deploywatch.testing, from any directory.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'PYTHONHOME')}
+    program = ('import deploywatch.testing.demo, deploywatch.testing.server as server; '
+               'print(server.__file__); print((server.DISCOVERY / "apis.json").is_file())')
+    result = subprocess.run([sys.executable, '-c', program], cwd='/', env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, (f'{result.stderr}\nthe dev install does not import deploywatch.testing: '
+                                    '`make install` (pip install -e, setuptools\' default lenient mode)')
+    found, discovery = result.stdout.split()
+    assert pathlib.Path(found) == REPO / EMULATOR / 'server.py' and discovery == 'True'
 
 
 def test_the_image_installs_and_runs_its_entrypoint_read_only_as_its_user(
@@ -181,6 +238,8 @@ def _check_installed(venv: pathlib.Path, *, root: pathlib.Path, image: dockerfil
                            check=True).stdout.strip()
     installed = pathlib.Path(found).parent
     assert installed.is_relative_to(venv), f'deploywatch imported from {installed}'
+    assert not (installed / 'testing').exists(), 'the emulated API server is in the image'
+    assert (installed / 'schema' / 'event-v1.json').is_file(), 'the schema is not in the image'
     copied = root / image.stage('build').workdir.lstrip('/') / 'deploywatch'
     for path in copied.rglob('*'):
         if path.is_file() and path.suffix in ('.py', '.json'):
