@@ -67,4 +67,4 @@ bench-quick: $(STAMP) baselines ## The same benchmark with smaller N and M, no p
 	$(BIN)/python -m bench.run --quick
 
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build
