@@ -40,8 +40,8 @@ ROOT_SHARE = 0.9  # a frame on at least this share of the stacks is the root cha
 # (part of the file path, function name or '' for any, stage), tried on each frame from the innermost out.
 STAGES = (
     ('libpython', 'gc_collect_main', "Python's cyclic garbage collector (gc_collect_main)"),
-    ('deploywatch/output/writer.py', 'encode', 'deploywatch: encoding the line (output.encode)'),
-    ('deploywatch/output/writer.py', '', 'deploywatch: output, other (LineWriter.write: write + flush)'),
+    ('deploywatch/output/jsonl.py', '', 'deploywatch: encoding the line (jsonl.encode)'),
+    ('deploywatch/output/', '', 'deploywatch: output, other (LineWriter.write: write + flush)'),
     ('deploywatch/model/diffing.py', '', 'deploywatch: diff (diffing.diff)'),
     ('deploywatch/model/objects.py', 'clean', 'deploywatch: clean-up + redaction (objects.clean)'),
     ('deploywatch/model/objects.py', '', 'deploywatch: summary (objects.summarize)'),

@@ -139,10 +139,12 @@ from deploywatch.kube import loop as watching
 from deploywatch.kube.preflight import check_credentials_or_exit
 from deploywatch.model.tracker import Tracker, identity
 from deploywatch.output import cloudevents
+from deploywatch.output.jsonl import Encoder
+from deploywatch.output.jsonl import encode as encode_json
 from deploywatch.output.shaping import Shaper
+from deploywatch.output.spool import HIGH_WATER, Spool
 from deploywatch.output.text import TextEncoder
-from deploywatch.output.writer import HIGH_WATER, Encoder, LineWriter, Spool, stdout
-from deploywatch.output.writer import encode as encode_json
+from deploywatch.output.writer import LineWriter, stdout
 from deploywatch.runtime import state
 from deploywatch.runtime.resync import resync_forever
 

@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from deploywatch.output import writer as output
+from deploywatch.output import jsonl
 
 SPEC_VERSION = '1.0'
 TYPE_PREFIX = 'dev.deploywatch.deployment.'
@@ -48,7 +48,7 @@ def envelope(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def encode(event: Mapping[str, Any]) -> bytes:
     """One line: the envelope as UTF-8 JSON, by the JSON format's own encoder."""
-    return output.encode(envelope(event))
+    return jsonl.encode(envelope(event))
 
 
 def _segment(value: Any) -> str:

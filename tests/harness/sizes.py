@@ -1,9 +1,9 @@
 """The size of a typical MODIFIED line in each output mode (documented in docs/recipes.md)."""
 from deploywatch.base.settings import EVENT_TYPES
 from deploywatch.model.tracker import Tracker
+from deploywatch.output.jsonl import encode
 from deploywatch.output.shaping import Shaper
 from deploywatch.output.text import render
-from deploywatch.output.writer import encode
 from deploywatch.testing import Store, factory, kinds
 
 

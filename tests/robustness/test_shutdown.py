@@ -22,7 +22,7 @@ import urllib.error
 
 import pytest
 
-from deploywatch.output.writer import HARD_LIMIT
+from deploywatch.output.spool import HARD_LIMIT
 from deploywatch.testing import factory
 from tests.conftest import StartOperator
 from tests.harness import identity

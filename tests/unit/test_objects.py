@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from deploywatch.model import events, objects
 from deploywatch.model.events import EventType
-from deploywatch.output.writer import encode
+from deploywatch.output.jsonl import encode
 
 SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
     'replicas': int, 'readyReplicas': int, 'updatedReplicas': int, 'availableReplicas': int,

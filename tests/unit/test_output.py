@@ -12,7 +12,9 @@ from typing import Any, BinaryIO, cast
 
 import pytest
 
-from deploywatch.output.writer import LineWriter, Spool, encode
+from deploywatch.output.jsonl import encode
+from deploywatch.output.spool import Spool
+from deploywatch.output.writer import LineWriter
 
 EVENT = {'type': 'ADDED', 'name': 'web', 'object': {'metadata': {'labels': {'a': 'b'}}, 'n': [1, 2.5, None]}}
 

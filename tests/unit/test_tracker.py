@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from deploywatch.base import encoding
 from deploywatch.model import objects
 from deploywatch.model.tracker import Tracker, identity
-from deploywatch.output import writer as output
+from deploywatch.output import jsonl
 from deploywatch.runtime import state as state_file
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
@@ -426,7 +426,7 @@ def test_a_dictionary_trained_in_the_background_changes_no_line_and_then_packs_e
 def encode_line(value: Any) -> Any:
     if value is None:
         return value
-    return output.encode(value) if isinstance(value, dict) else [output.encode(item) for item in value]
+    return jsonl.encode(value) if isinstance(value, dict) else [jsonl.encode(item) for item in value]
 
 
 def applied(raw: dict[str, Any], password: str) -> dict[str, Any]:
@@ -447,7 +447,7 @@ def test_an_unchanged_last_applied_annotation_is_redacted_once_and_reused(tracke
         event = observe(tracker, 'MODIFIED' if number else None, raw)
         reused = number in (1, 3)  # the annotation is the one of the state printed before
         assert objects._redacted_applied.cache_info().misses == (0 if reused else 1)
-        assert output.encode(event['object']) == output.encode(objects.clean(raw, redact=True))
+        assert jsonl.encode(event['object']) == jsonl.encode(objects.clean(raw, redact=True))
         assert 'first' not in str(event) and 'second' not in str(event)
 
 
