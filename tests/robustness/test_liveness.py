@@ -105,7 +105,6 @@ def test_a_stalled_watch_fails_the_liveness_probe_and_recovers(
     time.sleep(STALL + 2)  # longer than the bound: a watch that hears changes stays healthy
     assert healthz(liveness)[0] == 200
 
-    stalled_at = time.monotonic()
     faults = cluster.server.server.faults if isinstance(cluster, EmulatedCluster) else None
     if control_plane_if_real is not None:
         control_plane_if_real.freeze_apiserver()
