@@ -1,26 +1,17 @@
 """events.build and events.timestamp: the one place a line's fields, order and presence are decided."""
 import datetime
 import json
-from importlib import resources
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from deploywatch.model import events, objects, rollout
 from deploywatch.model.events import SCHEMA_VERSION, EventType
+from tests.harness.schema import VALIDATOR
 
 PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
 OBSERVED = datetime.datetime(2024, 5, 1, 14, 30, 5, 123999, tzinfo=PLUS_TWO)  # 12:30:05.123 UTC
 IDENTITY = ['apiVersion', 'type', 'id', 'time', 'namespace', 'name', 'uid', 'resourceVersion']
-
-
-def validator() -> Any:
-    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
-    return Draft202012Validator(json.loads(text))
-
-
-VALIDATOR = validator()
 
 
 def deployment(*, replicas: int = 1, rv: str = '10') -> dict[str, Any]:

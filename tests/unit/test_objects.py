@@ -3,17 +3,16 @@ import copy
 import datetime
 import json
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 
 from deploywatch.model import events, objects
 from deploywatch.model.events import EventType
 from deploywatch.output.writer import encode
+from tests.harness.schema import VALIDATOR
 
 SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
     'replicas': int, 'readyReplicas': int, 'updatedReplicas': int, 'availableReplicas': int,
@@ -21,14 +20,6 @@ SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
     'paused': bool,
 }
 MOMENT = datetime.datetime(2024, 5, 1, 12, 0, 0, tzinfo=datetime.UTC)
-
-
-def validator() -> Any:
-    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
-    return Draft202012Validator(json.loads(text))
-
-
-VALIDATOR = validator()
 
 
 def deployment(**pod_spec: Any) -> dict[str, Any]:

@@ -3,27 +3,18 @@ import copy
 import datetime
 import json
 import time
-from importlib import resources
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from deploywatch.base import encoding
 from deploywatch.model import objects
 from deploywatch.model.tracker import Tracker, identity
 from deploywatch.output import writer as output
 from deploywatch.runtime import state as state_file
+from tests.harness.schema import VALIDATOR
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
-
-
-def validator() -> Any:
-    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
-    return Draft202012Validator(json.loads(text))
-
-
-VALIDATOR = validator()
 
 
 def deployment(name: str = 'web', *, uid: str | None = 'u-web', rv: str = '1', replicas: int = 1,
