@@ -1,20 +1,19 @@
 """cloudevents: each event as one CloudEvents 1.0 JSON object, read back by the CloudEvents SDK."""
 import datetime
+import functools
 import urllib.parse
-from typing import Any
 
 from cloudevents.core.formats.json import JSONFormat
 
 from deploywatch.model.tracker import Tracker
 from deploywatch.output import cloudevents
+from tests import builders
 from tests.harness.schema import SCHEMA, VALIDATOR
 
 NOW = datetime.datetime(2026, 12, 1, 9, 38, 6, 123000, tzinfo=datetime.UTC)
 
 
-def raw(*, name: str = 'web', namespace: str = 'prod') -> dict[str, Any]:
-    return {'metadata': {'name': name, 'namespace': namespace, 'uid': 'u-1', 'resourceVersion': '7',
-                         'generation': 1}, 'spec': {'replicas': 1}}
+raw = functools.partial(builders.deployment, typed=False, namespace='prod', rv='7', generation=1)
 
 
 def test_an_event_reads_back_with_the_sdk_with_every_attribute() -> None:
