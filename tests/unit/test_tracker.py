@@ -14,7 +14,6 @@ from deploywatch.model.tracker import Tracker, identity
 from deploywatch.output import writer as output
 from deploywatch.runtime import state as state_file
 from tests import builders
-from tests.builders import pod
 from tests.harness.schema import VALIDATOR
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
@@ -22,7 +21,7 @@ NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
 
 def holding(password: str) -> dict[str, Any]:
     """The pod spec of these Deployments: one container with a PASSWORD in plain text."""
-    return pod(env={'PASSWORD': password})
+    return builders.pod(env={'PASSWORD': password})
 
 
 deployment = functools.partial(builders.deployment, uid='u-web', managed_fields=[{'manager': 'kubectl'}],
