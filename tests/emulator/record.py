@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
@@ -275,8 +275,13 @@ def kubectl_through(proxy: Proxy, server: Server, kubectl: str) -> Iterator[Any]
         yield run
 
 
-def settle(server: Server, watch: Watch, *, quiet: float = 2.0, timeout: float = 60.0) -> None:
-    """Until the deployment controller is done with the last step: status caught up, nothing new."""
+def until_settled(watch: Watch, *, caught_up: Callable[[], bool], quiet: float = 2.0,
+                  timeout: float = 60.0) -> None:
+    """
+    Until ``caught_up()`` holds and ``watch`` has seen nothing new for ``quiet`` s: the deployment
+    controller is done with the last write, so the order of the recorded events does not depend
+    on timing. Shared by the recorders that write a step at a time.
+    """
     deadline = time.monotonic() + timeout
     seen, since = watch.changes(), time.monotonic()
     while time.monotonic() < deadline:
@@ -284,14 +289,20 @@ def settle(server: Server, watch: Watch, *, quiet: float = 2.0, timeout: float =
         if watch.changes() != seen:
             seen, since = watch.changes(), time.monotonic()
             continue
-        obj = server.get(f'{BASE}/{NAME}')
-        status, spec = obj.get('status', {}), obj['spec']
-        caught_up = (status.get('observedGeneration') == obj['metadata']['generation']
-                     and status.get('updatedReplicas') == status.get('availableReplicas')
-                     == status.get('replicas') == spec['replicas'])
-        if caught_up and time.monotonic() - since >= quiet:
+        if caught_up() and time.monotonic() - since >= quiet:
             return
     raise TimeoutError('the deployment controller did not settle')
+
+
+def settle(server: Server, watch: Watch) -> None:
+    """Until the deployment controller is done with the last step: status caught up, nothing new."""
+    def caught_up() -> bool:
+        obj = server.get(f'{BASE}/{NAME}')
+        status, spec = obj.get('status', {}), obj['spec']
+        return bool(status.get('observedGeneration') == obj['metadata']['generation']
+                    and status.get('updatedReplicas') == status.get('availableReplicas')
+                    == status.get('replicas') == spec['replicas'])
+    until_settled(watch, caught_up=caught_up)
 
 
 def forget(server: Server, *, since: float) -> None:
@@ -396,13 +407,18 @@ def record(server: Server, out: pathlib.Path, *, kubectl: str, forbidden_token: 
                          token=forbidden_token, content_type='application/merge-patch+json'))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m tests.emulator.record',
-                                     description=(__doc__ or '').split('\n\n')[0])
+def command_line(*, module: str, doc: str | None) -> argparse.ArgumentParser:
+    """What every recorder is run with: the server's admin kubeconfig, and where the files go."""
+    parser = argparse.ArgumentParser(prog=f'python -m {module}', description=(doc or '').split('\n\n')[0])
     parser.add_argument('--kubeconfig', type=pathlib.Path, required=True, help='an admin kubeconfig (token)')
+    parser.add_argument('--out', type=pathlib.Path, required=True, help='where the recordings go')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = command_line(module='tests.emulator.record', doc=__doc__)
     parser.add_argument('--forbidden-kubeconfig', type=pathlib.Path,
                         help='a user bound to nothing (default: kubeconfig-deploywatch beside --kubeconfig)')
-    parser.add_argument('--out', type=pathlib.Path, required=True, help='where the recordings go')
     beside_python = shutil.which('kubectl', path=str(pathlib.Path(sys.executable).parent))
     parser.add_argument('--kubectl', default=beside_python or 'kubectl')
     args = parser.parse_args(argv)

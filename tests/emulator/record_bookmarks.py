@@ -26,7 +26,6 @@ Each line is kept exactly as sent, with when it arrived (``line_times``:
 seconds after the watch request was sent), and ``change`` says when the one
 write was made and what resourceVersion it got. Nothing is normalised.
 """
-import argparse
 import contextlib
 import json
 import pathlib
@@ -36,7 +35,7 @@ import threading
 import time
 from typing import Any
 
-from tests.emulator.record import RESPONSE_HEADERS, Obj, Server
+from tests.emulator.record import RESPONSE_HEADERS, Obj, Server, command_line
 
 NAMESPACE = 'bm'
 OTHER_NAMESPACE = 'bm-other'
@@ -174,11 +173,7 @@ def record(server: Server, out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m tests.emulator.record_bookmarks',
-                                     description=(__doc__ or '').split('\n\n')[0])
-    parser.add_argument('--kubeconfig', type=pathlib.Path, required=True, help='an admin kubeconfig (token)')
-    parser.add_argument('--out', type=pathlib.Path, required=True, help='where the recordings go')
-    args = parser.parse_args(argv)
+    args = command_line(module='tests.emulator.record_bookmarks', doc=__doc__).parse_args(argv)
     record(Server(args.kubeconfig), args.out)
 
 

@@ -23,14 +23,12 @@ The companion of ``record.py`` (same server, same format), for two questions:
 
 Nothing is normalised.
 """
-import argparse
 import json
 import pathlib
 import sys
-import time
 import urllib.parse
 
-from tests.emulator.record import CONTROLLER, Obj, Server, Watch
+from tests.emulator.record import CONTROLLER, Obj, Server, Watch, command_line, until_settled
 
 NAMESPACE = 'sel'
 NAME = 'web'
@@ -70,23 +68,14 @@ MATCHES = ['tier', '!tier', 'tier=front', 'tier==front', 'tier!=front', 'tier in
            'tier in (front),n>4', 'in notin (in)', '']
 
 
-def settled(server: Server, watch: Watch, *, gone: bool, quiet: float = 2.0, timeout: float = 60.0) -> None:
-    """Until the deployment controller has observed the last write and nothing moved for ``quiet`` s."""
-    deadline = time.monotonic() + timeout
-    seen, since = watch.changes(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        if watch.changes() != seen:
-            seen, since = watch.changes(), time.monotonic()
-            continue
+def settled(server: Server, watch: Watch, *, gone: bool) -> None:
+    """Until the deployment controller has observed the last write (or it was a delete), nothing new."""
+    def observed() -> bool:
         if gone:
-            observed = True
-        else:
-            obj = server.get(f'{BASE}/{NAME}')
-            observed = obj.get('status', {}).get('observedGeneration') == obj['metadata']['generation']
-        if observed and time.monotonic() - since >= quiet:
-            return
-    raise TimeoutError('the deployment controller did not settle')
+            return True
+        obj = server.get(f'{BASE}/{NAME}')
+        return bool(obj.get('status', {}).get('observedGeneration') == obj['metadata']['generation'])
+    until_settled(watch, caught_up=observed)
 
 
 def record(server: Server, out: pathlib.Path) -> None:
@@ -162,11 +151,7 @@ def record_matches(server: Server, out: pathlib.Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m tests.emulator.record_selectors',
-                                     description=(__doc__ or '').split('\n\n')[0])
-    parser.add_argument('--kubeconfig', type=pathlib.Path, required=True, help='an admin kubeconfig (token)')
-    parser.add_argument('--out', type=pathlib.Path, required=True, help='where the recordings go')
-    args = parser.parse_args(argv)
+    args = command_line(module='tests.emulator.record_selectors', doc=__doc__).parse_args(argv)
     record(Server(args.kubeconfig), args.out)
     record_matches(Server(args.kubeconfig), args.out)
 

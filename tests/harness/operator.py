@@ -23,11 +23,11 @@ from typing import IO, Any
 
 import jsonschema
 
+from tests.harness.schema import VALIDATOR
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HANDLERS = REPO / 'operator' / 'handlers.py'
 KOPF = pathlib.Path(sys.executable).parent / 'kopf'
-SCHEMA = json.loads((REPO / 'deploywatch' / 'schema' / 'event-v1.json').read_text())
-VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 WAIT = 30.0  # seconds before a wait for an expected event counts as a failure
 
 Event = dict[str, Any]

@@ -10,7 +10,7 @@ from cloudevents.core.v1.event import CloudEvent
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
-from tests.harness.operator import SCHEMA, VALIDATOR
+from tests.harness.schema import SCHEMA, VALIDATOR
 
 DATA_SCHEMA = SCHEMA['$id']
 

@@ -5,7 +5,8 @@ import pty
 import subprocess
 import sys
 
-from tests.harness.operator import REPO, VALIDATOR
+from tests.harness.operator import REPO
+from tests.harness.schema import VALIDATOR
 
 DEMO = [sys.executable, '-m', 'deploywatch.testing.demo']
 

@@ -7,16 +7,31 @@ import pytest
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
+from tests.harness.operator import OperatorProcess
 
 ESCAPE = '\x1b['
 CONTROLS = re.compile('[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]')
+
+
+def _in_text(start_operator: StartOperator, namespace: str, *, tty: bool = False,
+             **env: str) -> OperatorProcess:
+    """The operator on ``namespace`` in the text format, its lines read (through a terminal with ``tty``)."""
+    return start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text', **env}, text=True,
+                          tty=tty)
+
+
+def _create_annotated(cluster: Cluster, namespace: str, annotations: dict[str, str], *, name: str = 'web',
+                      image: str = 'nginx:1.25') -> None:
+    body = deployment(name, namespace=namespace, image=image)
+    body['metadata']['annotations'] = annotations
+    cluster.create(body)
 
 
 def test_text_lines_show_identity_replicas_images_and_changes(
         cluster: Cluster, start_operator: StartOperator) -> None:
     namespace = cluster.new_namespace()
     cluster.create(deployment('web', namespace=namespace, replicas=1))
-    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True)
+    operator = _in_text(start_operator, namespace)
 
     listed = operator.wait_for_line(f'{namespace}/web')
     cluster.patch(namespace, 'web', {'spec': {'replicas': 3}})
@@ -50,8 +65,7 @@ def test_colour_only_on_a_terminal_without_no_color(
         cluster: Cluster, start_operator: StartOperator, no_color: str | None, coloured: bool) -> None:
     namespace = cluster.new_namespace()
     cluster.create(deployment('web', namespace=namespace))
-    env = {'DEPLOYWATCH_FORMAT': 'text', **({'NO_COLOR': no_color} if no_color else {})}
-    operator = start_operator(f'--namespace={namespace}', env=env, text=True, tty=True)
+    operator = _in_text(start_operator, namespace, tty=True, **({'NO_COLOR': no_color} if no_color else {}))
 
     line = operator.wait_for_line(f'{namespace}/web')
 
@@ -63,11 +77,8 @@ def test_a_hostile_annotation_and_image_cannot_forge_lines_or_colours_on_a_termi
         cluster: Cluster, start_operator: StartOperator) -> None:
     # A real API server accepts both: annotation values and images are free text.
     namespace = cluster.new_namespace()
-    body = deployment('web', namespace=namespace, image='nginx:1.25\x1b[2J\nFORGED-IMAGE\u202e')
-    body['metadata']['annotations'] = {'note': 'calm'}
-    cluster.create(body)
-    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'},
-                              text=True, tty=True)
+    _create_annotated(cluster, namespace, {'note': 'calm'}, image='nginx:1.25\x1b[2J\nFORGED-IMAGE\u202e')
+    operator = _in_text(start_operator, namespace, tty=True)
 
     added = operator.wait_for_line(f'{namespace}/web')
     cluster.patch(namespace, 'web', {'metadata': {'annotations': {
@@ -93,11 +104,9 @@ INVISIBLE = '\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u3164'
 def test_invisible_characters_are_escaped_so_two_images_never_look_the_same(
         cluster: Cluster, start_operator: StartOperator) -> None:
     namespace = cluster.new_namespace()
-    plain_body = deployment('plain', namespace=namespace, image='nginx:1.25')
-    plain_body['metadata']['annotations'] = {'note': 'ab'}
-    cluster.create(plain_body)
+    _create_annotated(cluster, namespace, {'note': 'ab'}, name='plain')
     cluster.create(deployment('lookalike', namespace=namespace, image='nginx:1.25\u200b'))
-    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True)
+    operator = _in_text(start_operator, namespace)
 
     plain = operator.wait_for_line(f'{namespace}/plain ')
     lookalike = operator.wait_for_line(f'{namespace}/lookalike ')
@@ -120,9 +129,7 @@ ANNOTATIONS = 8  # changed at once: eight changes, far wider together than any t
 
 
 def _annotated(cluster: Cluster, namespace: str) -> None:
-    body = deployment('web', namespace=namespace)
-    body['metadata']['annotations'] = {f'note-{index}': 'before-one' for index in range(ANNOTATIONS)}
-    cluster.create(body)
+    _create_annotated(cluster, namespace, {f'note-{index}': 'before-one' for index in range(ANNOTATIONS)})
 
 
 def _change_every_annotation(cluster: Cluster, namespace: str, value: str) -> None:
@@ -133,8 +140,7 @@ def _change_every_annotation(cluster: Cluster, namespace: str, value: str) -> No
 def test_on_a_terminal_each_line_fits_its_width_and_says_how_many_changes_it_cut(
         cluster: Cluster, start_operator: StartOperator) -> None:
     namespace = cluster.new_namespace()
-    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text'}, text=True,
-                              tty=True)
+    operator = _in_text(start_operator, namespace, tty=True)
     operator.resize(240)  # before anything is printed: the namespace is still empty
     _annotated(cluster, namespace)
     operator.wait_for_line(f'{namespace}/web')
@@ -157,8 +163,7 @@ def test_on_a_terminal_each_line_fits_its_width_and_says_how_many_changes_it_cut
 def test_piped_a_line_is_kept_whole(cluster: Cluster, start_operator: StartOperator) -> None:
     namespace = cluster.new_namespace()
     _annotated(cluster, namespace)
-    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_FORMAT': 'text', 'COLUMNS': '80'},
-                              text=True)
+    operator = _in_text(start_operator, namespace, COLUMNS='80')
     operator.wait_for_line(f'{namespace}/web')
     _change_every_annotation(cluster, namespace, 'after-two-')
 

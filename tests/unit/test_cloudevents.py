@@ -1,23 +1,19 @@
 """cloudevents: each event as one CloudEvents 1.0 JSON object, read back by the CloudEvents SDK."""
 import datetime
-import json
+import functools
 import urllib.parse
-from importlib import resources
-from typing import Any
 
 from cloudevents.core.formats.json import JSONFormat
-from jsonschema import Draft202012Validator
 
 from deploywatch.model.tracker import Tracker
 from deploywatch.output import cloudevents
+from tests import builders
+from tests.harness.schema import SCHEMA, VALIDATOR
 
-SCHEMA = json.loads(resources.files('deploywatch').joinpath('schema/event-v1.json').read_text())
 NOW = datetime.datetime(2026, 12, 1, 9, 38, 6, 123000, tzinfo=datetime.UTC)
 
 
-def raw(*, name: str = 'web', namespace: str = 'prod') -> dict[str, Any]:
-    return {'metadata': {'name': name, 'namespace': namespace, 'uid': 'u-1', 'resourceVersion': '7',
-                         'generation': 1}, 'spec': {'replicas': 1}}
+raw = functools.partial(builders.deployment, typed=False, namespace='prod', rv='7', generation=1)
 
 
 def test_an_event_reads_back_with_the_sdk_with_every_attribute() -> None:
@@ -36,7 +32,7 @@ def test_an_event_reads_back_with_the_sdk_with_every_attribute() -> None:
     assert parsed.get_datacontenttype() == 'application/json'
     assert parsed.get_dataschema() == SCHEMA['$id']
     assert parsed.get_data() == event
-    Draft202012Validator(SCHEMA).validate(parsed.get_data())
+    VALIDATOR.validate(parsed.get_data())
 
 
 def test_source_is_a_uri_reference_naming_cluster_and_api_path() -> None:

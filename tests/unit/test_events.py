@@ -1,40 +1,28 @@
 """events.build and events.timestamp: the one place a line's fields, order and presence are decided."""
 import datetime
 import json
-from importlib import resources
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from deploywatch.model import events, objects, rollout
 from deploywatch.model.events import SCHEMA_VERSION, EventType
+from tests import builders
+from tests.harness.schema import VALIDATOR
 
 PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
 OBSERVED = datetime.datetime(2024, 5, 1, 14, 30, 5, 123999, tzinfo=PLUS_TWO)  # 12:30:05.123 UTC
 IDENTITY = ['apiVersion', 'type', 'id', 'time', 'namespace', 'name', 'uid', 'resourceVersion']
 
 
-def validator() -> Any:
-    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
-    return Draft202012Validator(json.loads(text))
-
-
-VALIDATOR = validator()
-
-
-def deployment(*, replicas: int = 1, rv: str = '10') -> dict[str, Any]:
-    return objects.clean({
-        'apiVersion': 'apps/v1', 'kind': 'Deployment',
-        'metadata': {'name': 'web', 'namespace': 'prod', 'uid': 'u-1', 'resourceVersion': rv,
-                     'generation': 1},
-        'spec': {'replicas': replicas,
-                 'template': {'spec': {'containers': [{'name': 'a', 'image': 'nginx'}]}}},
-    }, redact=True)
+def cleaned(*, replicas: int = 1, rv: str = '10') -> dict[str, Any]:
+    """The Deployment of these events, cleaned as the tracker hands it to ``events.build``."""
+    return objects.clean(builders.deployment(namespace='prod', rv=rv, generation=1, replicas=replicas,
+                                             pod=builders.pod(container='a')), redact=True)
 
 
 def build(kind: EventType, **extra: Any) -> dict[str, Any]:
-    return events.build(type=kind, obj=deployment(), observed=OBSERVED, **extra)
+    return events.build(type=kind, obj=cleaned(), observed=OBSERVED, **extra)
 
 
 # timestamp
@@ -86,8 +74,8 @@ def test_added_carries_initial_and_neither_old_nor_diff() -> None:
 
 
 def test_modified_carries_old_and_diff_and_no_initial() -> None:
-    old = deployment(replicas=1, rv='10')
-    new = deployment(replicas=3, rv='11')
+    old = cleaned(replicas=1, rv='10')
+    new = cleaned(replicas=3, rv='11')
     event = events.build(type=EventType.MODIFIED, obj=new, old=old, observed=OBSERVED, initial=True)
     assert 'initial' not in event
     assert event['old'] == old
@@ -97,7 +85,7 @@ def test_modified_carries_old_and_diff_and_no_initial() -> None:
 
 
 def test_modified_with_only_a_new_resource_version_has_an_empty_diff() -> None:
-    event = events.build(type=EventType.MODIFIED, obj=deployment(rv='11'), old=deployment(rv='10'),
+    event = events.build(type=EventType.MODIFIED, obj=cleaned(rv='11'), old=cleaned(rv='10'),
                          observed=OBSERVED)
     assert event['diff'] == []
     VALIDATOR.validate(event)
@@ -105,7 +93,7 @@ def test_modified_with_only_a_new_resource_version_has_an_empty_diff() -> None:
 
 @pytest.mark.parametrize('kind', [EventType.DELETED, EventType.RESYNC])
 def test_deleted_and_resync_carry_none_of_initial_old_diff(kind: EventType) -> None:
-    event = build(kind, initial=True, old=deployment(rv='1'))
+    event = build(kind, initial=True, old=cleaned(rv='1'))
     assert not {'initial', 'old', 'diff'} & event.keys()
 
 
@@ -114,7 +102,7 @@ def test_deleted_and_resync_carry_none_of_initial_old_diff(kind: EventType) -> N
 def test_identity_comes_first_and_the_bulk_last() -> None:
     added = build(EventType.ADDED, initial=True)
     assert list(added) == [*IDENTITY, 'initial', 'summary', 'changedBy', 'object']
-    modified = events.build(type=EventType.MODIFIED, obj=deployment(rv='2'), old=deployment(rv='1'),
+    modified = events.build(type=EventType.MODIFIED, obj=cleaned(rv='2'), old=cleaned(rv='1'),
                             observed=OBSERVED)
     assert list(modified) == [*IDENTITY, 'summary', 'changedBy', 'diff', 'object', 'old']
     assert list(build(EventType.DELETED)) == [*IDENTITY, 'summary', 'object']
@@ -128,8 +116,8 @@ def test_identity_fields_come_from_metadata() -> None:
     assert event['time'] == '2024-05-01T12:30:05.123Z'
     assert (event['namespace'], event['name'], event['uid'], event['resourceVersion']) == \
         ('prod', 'web', 'u-1', '10')
-    assert event['summary'] == {**objects.summarize(deployment()), 'rollout': rollout.rollout(deployment())}
-    assert event['object'] == deployment()
+    assert event['summary'] == {**objects.summarize(cleaned()), 'rollout': rollout.rollout(cleaned())}
+    assert event['object'] == cleaned()
 
 
 def test_missing_identity_fields_are_null() -> None:
@@ -144,8 +132,8 @@ def test_the_type_is_printed_as_its_plain_name() -> None:
 
 
 def test_every_kind_of_event_validates_against_the_schema() -> None:
-    old = deployment(replicas=1, rv='1')
-    new = deployment(replicas=2, rv='2')
+    old = cleaned(replicas=1, rv='1')
+    new = cleaned(replicas=2, rv='2')
     built = [
         events.build(type=EventType.ADDED, obj=new, observed=OBSERVED, initial=True),
         events.build(type=EventType.ADDED, obj=new, observed=OBSERVED, initial=False),

@@ -1,6 +1,7 @@
 """ids: an event's id from the change alone; RESYNC rounds as wall-clock slots that replicas agree on."""
 import asyncio
 import datetime
+import functools
 from typing import Any
 
 import pytest
@@ -10,14 +11,13 @@ from deploywatch.model.tracker import Tracker
 from deploywatch.output.writer import LineWriter
 from deploywatch.runtime import resync
 from deploywatch.runtime.resync import resync_forever
+from tests import builders
 from tests.unit.test_resync import Lines
 
 NOW = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
 
 
-def raw(*, rv: str, uid: str = 'u-1', name: str = 'web') -> dict[str, Any]:
-    return {'metadata': {'name': name, 'namespace': 'prod', 'uid': uid, 'resourceVersion': rv},
-            'spec': {'replicas': 1}}
+raw = functools.partial(builders.deployment, typed=False, namespace='prod')
 
 
 def test_the_id_names_uid_version_and_type() -> None:

@@ -1,19 +1,20 @@
 """objects.clean and objects.summarize: what is printed of a Deployment, hostile ones included."""
 import copy
 import datetime
+import functools
 import json
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft202012Validator
 
 from deploywatch.model import events, objects
 from deploywatch.model.events import EventType
 from deploywatch.output.jsonl import encode
+from tests import builders
+from tests.harness.schema import VALIDATOR
 
 SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
     'replicas': int, 'readyReplicas': int, 'updatedReplicas': int, 'availableReplicas': int,
@@ -23,22 +24,10 @@ SUMMARY_TYPES: dict[str, type | tuple[type, ...]] = {
 MOMENT = datetime.datetime(2024, 5, 1, 12, 0, 0, tzinfo=datetime.UTC)
 
 
-def validator() -> Any:
-    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
-    return Draft202012Validator(json.loads(text))
-
-
-VALIDATOR = validator()
-
-
-def deployment(**pod_spec: Any) -> dict[str, Any]:
-    return {
-        'apiVersion': 'apps/v1', 'kind': 'Deployment',
-        'metadata': {'name': 'web', 'namespace': 'default', 'uid': 'u-1', 'resourceVersion': '7',
-                     'generation': 3, 'managedFields': [{'manager': 'kubectl', 'operation': 'Update'}]},
-        'spec': {'replicas': 2, 'template': {'spec': pod_spec}},
-        'status': {'readyReplicas': 1, 'updatedReplicas': 2, 'availableReplicas': 1, 'observedGeneration': 3},
-    }
+deployment = functools.partial(
+    builders.deployment, rv='7', generation=3, managed_fields=[{'manager': 'kubectl', 'operation': 'Update'}],
+    replicas=2, pod={},
+    status={'readyReplicas': 1, 'updatedReplicas': 2, 'availableReplicas': 1, 'observedGeneration': 3})
 
 
 def env(*variables: dict[str, Any]) -> list[dict[str, Any]]:
@@ -69,7 +58,7 @@ def assert_every_event_is_valid(raw: dict[str, Any]) -> None:
 # clean
 
 def test_clean_removes_managed_fields_and_keeps_the_rest() -> None:
-    raw = deployment(containers=[{'name': 'app', 'image': 'nginx'}])
+    raw = deployment(pod={'containers': [{'name': 'app', 'image': 'nginx'}]})
     cleaned = objects.clean(raw, redact=True)
     assert 'managedFields' not in cleaned['metadata']
     expected = copy.deepcopy(raw)
@@ -79,7 +68,7 @@ def test_clean_removes_managed_fields_and_keeps_the_rest() -> None:
 
 @pytest.mark.parametrize('kind', ['containers', 'initContainers', 'ephemeralContainers'])
 def test_clean_redacts_env_values_in_every_kind_of_container(kind: str) -> None:
-    raw = deployment(**{kind: [{'name': 'c', 'env': env({'name': 'A', 'value': 'plain'}, SECRET)}]})
+    raw = deployment(pod={kind: [{'name': 'c', 'env': env({'name': 'A', 'value': 'plain'}, SECRET)}]})
     cleaned = objects.clean(raw, redact=True)
     variables = cleaned['spec']['template']['spec'][kind][0]['env']
     assert variables == [{'name': 'A', 'value': '<redacted>'}, {'name': 'PASSWORD', 'value': '<redacted>'}]
@@ -87,28 +76,28 @@ def test_clean_redacts_env_values_in_every_kind_of_container(kind: str) -> None:
 
 
 def test_clean_redacts_every_container_not_just_the_first() -> None:
-    raw = deployment(containers=[{'name': f'c{i}', 'env': env(dict(SECRET))} for i in range(3)],
-                     initContainers=[{'name': 'init', 'env': env(dict(SECRET))}])
+    raw = deployment(pod={'containers': [{'name': f'c{i}', 'env': env(dict(SECRET))} for i in range(3)],
+                          'initContainers': [{'name': 'init', 'env': env(dict(SECRET))}]})
     cleaned = objects.clean(raw, redact=True)
     assert 's3cr3t' not in json.dumps(cleaned)
     assert json.dumps(cleaned).count('<redacted>') == 4
 
 
 def test_clean_keeps_value_from_references() -> None:
-    raw = deployment(containers=[{'name': 'app', 'env': env(SECRET, FROM_SECRET)}])
+    raw = deployment(pod={'containers': [{'name': 'app', 'env': env(SECRET, FROM_SECRET)}]})
     cleaned = objects.clean(raw, redact=True)
     assert cleaned['spec']['template']['spec']['containers'][0]['env'][1] == FROM_SECRET
 
 
 def test_clean_without_redaction_keeps_the_values() -> None:
-    raw = deployment(containers=[{'name': 'app', 'env': env(SECRET, FROM_SECRET)}])
+    raw = deployment(pod={'containers': [{'name': 'app', 'env': env(SECRET, FROM_SECRET)}]})
     cleaned = objects.clean(raw, redact=False)
     assert cleaned['spec']['template']['spec']['containers'][0]['env'] == [SECRET, FROM_SECRET]
     assert 'managedFields' not in cleaned['metadata']
 
 
 def test_clean_does_not_mutate_its_input() -> None:
-    raw = deployment(containers=[{'name': 'app', 'env': env(dict(SECRET))}])
+    raw = deployment(pod={'containers': [{'name': 'app', 'env': env(dict(SECRET))}]})
     before = copy.deepcopy(raw)
     cleaned = objects.clean(raw, redact=True)
     assert raw == before
@@ -118,11 +107,11 @@ def test_clean_does_not_mutate_its_input() -> None:
 
 
 def test_clean_tolerates_odd_env_entries() -> None:
-    raw = deployment(containers=[
+    raw = deployment(pod={'containers': [
         {'name': 'a', 'env': 'not a list'},
         {'name': 'b', 'env': ['a string', None, 5, {'name': 'X', 'value': None}, {'name': 'Y'}]},
         'not a container',
-    ])
+    ]})
     cleaned = objects.clean(raw, redact=True)
     containers = cleaned['spec']['template']['spec']['containers']
     assert containers[0]['env'] == 'not a list'
@@ -133,7 +122,8 @@ def test_clean_tolerates_odd_env_entries() -> None:
 # summarize
 
 def test_summarize_reads_all_nine_fields() -> None:
-    raw = deployment(containers=[{'name': 'a', 'image': 'nginx:1'}, {'name': 'b', 'image': 'envoy:2'}])
+    raw = deployment(pod={'containers': [{'name': 'a', 'image': 'nginx:1'},
+                                         {'name': 'b', 'image': 'envoy:2'}]})
     raw['spec']['paused'] = True
     raw['status']['terminatingReplicas'] = 1
     assert objects.summarize(raw) == {
@@ -167,8 +157,9 @@ def test_summarize_replicas_zero_is_not_the_default() -> None:
 
 
 def test_summarize_images_only_from_regular_containers() -> None:
-    raw = deployment(containers=[{'name': 'a', 'image': 'app:1'}, {'name': 'b'}, {'name': 'c', 'image': 5}],
-                     initContainers=[{'name': 'i', 'image': 'init:1'}])
+    raw = deployment(pod={'containers': [{'name': 'a', 'image': 'app:1'}, {'name': 'b'},
+                                         {'name': 'c', 'image': 5}],
+                          'initContainers': [{'name': 'i', 'image': 'init:1'}]})
     assert objects.summarize(raw)['images'] == ['app:1']
 
 
@@ -201,15 +192,17 @@ HOSTILE: dict[str, Callable[[], dict[str, Any]]] = {
     'template null': lambda: _set(deployment(), 'spec.template', None),
     'metadata null': lambda: _set(deployment(), 'metadata', None),
     'metadata a string': lambda: _set(deployment(), 'metadata', 'web'),
-    'containers null': lambda: deployment(containers=None),
+    'containers null': lambda: deployment(pod={'containers': None}),
     'containers missing': deployment,
-    'containers a string': lambda: deployment(containers='nginx'),
-    'containers a map': lambda: deployment(containers={'name': 'app', 'image': 'nginx'}),
-    'containers strings': lambda: deployment(containers=['nginx', 'envoy']),
+    'containers a string': lambda: deployment(pod={'containers': 'nginx'}),
+    'containers a map': lambda: deployment(pod={'containers': {'name': 'app', 'image': 'nginx'}}),
+    'containers strings': lambda: deployment(pod={'containers': ['nginx', 'envoy']}),
     '500 containers': lambda: deployment(
-        containers=[{'name': f'c{i}', 'image': f'img:{i}', 'env': env(dict(SECRET))} for i in range(500)]),
-    'env not a list': lambda: deployment(containers=[{'name': 'a', 'image': 'x', 'env': {'A': 'b'}}]),
-    'env null': lambda: deployment(containers=[{'name': 'a', 'image': 'x', 'env': None}]),
+        pod={'containers': [{'name': f'c{i}', 'image': f'img:{i}', 'env': env(dict(SECRET))}
+                            for i in range(500)]}),
+    'env not a list': lambda: deployment(pod={'containers': [{'name': 'a', 'image': 'x',
+                                                               'env': {'A': 'b'}}]}),
+    'env null': lambda: deployment(pod={'containers': [{'name': 'a', 'image': 'x', 'env': None}]}),
     'replicas a string': lambda: _set(deployment(), 'spec.replicas', '3'),
     'replicas a bool': lambda: _set(deployment(), 'spec.replicas', True),
     'replicas a float': lambda: _set(deployment(), 'spec.replicas', 2.5),
@@ -228,7 +221,7 @@ HOSTILE: dict[str, Callable[[], dict[str, Any]]] = {
     'lone surrogate': lambda: _set(deployment(), 'metadata.labels', {'x': json.loads('"\\ud800"')}),
     'depth 200': lambda: _set(deployment(), 'spec.template.spec.extra', _deep(200)),
     'depth 200 in env': lambda: deployment(
-        containers=[{'name': 'a', 'image': 'x', 'env': [{'name': 'A', 'value': _deep(200)}]}]),
+        pod={'containers': [{'name': 'a', 'image': 'x', 'env': [{'name': 'A', 'value': _deep(200)}]}]}),
 }
 
 
@@ -250,8 +243,8 @@ def test_hostile_values_fall_back_to_the_api_defaults() -> None:
     assert objects.summarize(_set(deployment(), 'spec.paused', 'true'))['paused'] is False
     assert objects.summarize(_set(deployment(), 'status', None))['readyReplicas'] == 0
     assert objects.summarize(_set(deployment(), 'metadata.generation', None))['generation'] == 0
-    assert objects.summarize(deployment(containers=['nginx']))['images'] == []
-    many = deployment(containers=[{'name': f'c{i}', 'image': f'img:{i}'} for i in range(500)])
+    assert objects.summarize(deployment(pod={'containers': ['nginx']}))['images'] == []
+    many = deployment(pod={'containers': [{'name': f'c{i}', 'image': f'img:{i}'} for i in range(500)]})
     assert objects.summarize(many)['images'] == [f'img:{i}' for i in range(500)]
 
 
@@ -348,7 +341,7 @@ def test_property_any_json_object_is_printed_as_a_valid_line(raw: dict[str, Any]
     assert not isinstance(metadata, dict) or 'managedFields' not in metadata
     assert obj == expected_clean(raw, redact=redact)
     assert_every_event_is_valid(raw)
-    old = objects.clean(deployment(containers=[{'name': 'a', 'image': 'x'}]), redact=redact)
+    old = objects.clean(deployment(pod={'containers': [{'name': 'a', 'image': 'x'}]}), redact=redact)
     VALIDATOR.validate(events.build(type=EventType.MODIFIED, obj=obj, observed=MOMENT, old=old))
 
 
@@ -365,7 +358,7 @@ POD_CONTAINERS = st.lists(st.fixed_dictionaries({'name': st.text(max_size=3)}, o
 def test_property_every_env_value_of_every_container_is_redacted_and_nothing_else(
         pod_spec: dict[str, Any], applied: bool) -> None:
     """Many containers, many variables, odd entries among them: the object, and its applied manifest."""
-    raw = deployment(**pod_spec)
+    raw = deployment(pod=pod_spec)
     if applied:  # a manifest as kubectl applies it: no managedFields
         raw = _applied({key: value for key, value in raw.items() if key != 'metadata'}
                        | {'metadata': {'name': 'web', 'namespace': 'default'}})
@@ -387,7 +380,7 @@ def _applied(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_clean_redacts_the_manifest_kubectl_apply_keeps_in_an_annotation() -> None:
-    manifest = deployment(containers=[{'name': 'app', 'env': env(dict(SECRET), FROM_SECRET)}])
+    manifest = deployment(pod={'containers': [{'name': 'app', 'env': env(dict(SECRET), FROM_SECRET)}]})
     cleaned = objects.clean(_applied(manifest), redact=True)
 
     assert 's3cr3t' not in json.dumps(cleaned)
@@ -411,5 +404,5 @@ def test_clean_replaces_a_last_applied_annotation_that_does_not_parse_whole(anno
 
 
 def test_clean_keeps_a_last_applied_annotation_without_values_as_it_is() -> None:
-    raw = _applied(deployment(containers=[{'name': 'app', 'env': env(FROM_SECRET)}]))
+    raw = _applied(deployment(pod={'containers': [{'name': 'app', 'env': env(FROM_SECRET)}]}))
     assert objects.clean(raw, redact=True)['metadata']['annotations'] == raw['metadata']['annotations']

@@ -1,6 +1,7 @@
 """resync.resync_forever: RESYNC for live objects only, in batches, until cancelled."""
 import asyncio
 import datetime
+import functools
 import io
 import json
 import time
@@ -13,6 +14,7 @@ from deploywatch.model.tracker import Tracker
 from deploywatch.output.writer import LineWriter
 from deploywatch.runtime import resync
 from deploywatch.runtime.resync import BATCH, resync_forever
+from tests import builders
 
 INTERVAL = 0.001
 NOW = datetime.datetime(2024, 5, 1, tzinfo=datetime.UTC)
@@ -36,15 +38,13 @@ class Lines(io.BytesIO):
         return [json.loads(line) for line in self.getvalue().splitlines()]
 
 
-def deployment(index: int, *, rv: str = '1') -> dict[str, Any]:
-    return {'metadata': {'name': f'd{index}', 'namespace': 'default', 'uid': f'u{index}',
-                         'resourceVersion': rv}, 'spec': {'replicas': 1}}
+deployment = functools.partial(builders.deployment, typed=False)
 
 
 def tracker_with(count: int) -> Tracker:
     tracker = Tracker(redact=True, clock=lambda: NOW)
     for index in range(count):
-        tracker.observe(None, deployment(index))
+        tracker.observe(None, deployment(f'd{index}', uid=f'u{index}'))
     return tracker
 
 
@@ -59,7 +59,7 @@ async def run_until(lines: Lines, tracker: Tracker, done: asyncio.Event) -> None
 
 def test_resync_prints_every_live_object_as_resync() -> None:
     tracker = tracker_with(3)
-    tracker.observe('MODIFIED', deployment(1, rv='2'))
+    tracker.observe('MODIFIED', deployment('d1', uid='u1', rv='2'))
 
     async def scenario() -> Lines:
         done = asyncio.Event()
@@ -120,7 +120,7 @@ def test_an_object_deleted_while_the_loop_yields_is_skipped() -> None:
         async def delete_the_victim() -> None:
             await first_batch_done.wait()
             printed_at_deletion.append(lines.count)
-            tracker.observe('DELETED', deployment(victim))
+            tracker.observe('DELETED', deployment(f'd{victim}', uid=f'u{victim}'))
 
         deleter = asyncio.create_task(delete_the_victim())
         await run_until(lines, tracker, round_done)
@@ -146,8 +146,8 @@ def test_no_resync_ever_follows_a_deleted() -> None:
 
         async def delete_some() -> None:
             await asyncio.sleep(0)
-            tracker.observe('DELETED', deployment(0))
-            tracker.observe('DELETED', deployment(3))
+            tracker.observe('DELETED', deployment('d0', uid='u0'))
+            tracker.observe('DELETED', deployment('d3', uid='u3'))
 
         await asyncio.gather(run_until(lines, tracker, done), delete_some())
         return lines

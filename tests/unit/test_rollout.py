@@ -1,4 +1,5 @@
 """rollout.rollout: kubectl rollout status's decision, on plain dicts and on real recordings."""
+import functools
 import json
 import pathlib
 from typing import Any
@@ -7,17 +8,13 @@ import pytest
 
 from deploywatch.model.rollout import rollout
 from deploywatch.testing import versions
+from tests import builders
 
 RECORDINGS = pathlib.Path(__file__).resolve().parents[1] / 'emulator' / 'recordings'
 
 
-def deployment(*, generation: int = 2, wanted: Any = 3, paused: bool | None = None,
-               **status: Any) -> dict[str, Any]:
-    """``wanted``: spec.replicas (None: absent); ``status``: the status fields."""
-    spec: dict[str, Any] = {} if wanted is None else {'replicas': wanted}
-    if paused is not None:
-        spec['paused'] = paused
-    return {'metadata': {'name': 'web', 'generation': generation}, 'spec': spec, 'status': status}
+deployment = functools.partial(builders.deployment, typed=False, namespace=None, uid=None, rv=None,
+                               generation=2, replicas=3, status={})
 
 
 DONE: dict[str, Any] = {'observedGeneration': 2, 'replicas': 3, 'updatedReplicas': 3, 'availableReplicas': 3}
@@ -37,29 +34,29 @@ TIMED_OUT = {'type': 'Progressing', 'status': 'False', 'reason': 'ProgressDeadli
 ])
 def test_the_checks_of_kubectl_rollout_status_in_order(status: dict[str, Any],
                                                        expected: tuple[str, str]) -> None:
-    found = rollout(deployment(**status))
+    found = rollout(deployment(status=status))
     assert (found['status'], found['message']) == expected
 
 
 def test_an_unobserved_spec_comes_before_a_deadline_exceeded() -> None:
     # kubectl looks at the condition only once the controller has seen the latest generation.
-    found = rollout(deployment(**{**DONE, 'observedGeneration': 1, 'conditions': [TIMED_OUT]}))
+    found = rollout(deployment(status={**DONE, 'observedGeneration': 1, 'conditions': [TIMED_OUT]}))
     assert found['status'] == 'Progressing'
 
 
 def test_paused_wins_and_keeps_what_the_checks_said() -> None:
-    assert rollout(deployment(paused=True, **DONE)) == {'status': 'Paused',
+    assert rollout(deployment(paused=True, status=DONE)) == {'status': 'Paused',
                                                         'message': 'paused (successfully rolled out)'}
     assert rollout(deployment(paused=True))['message'] == \
         'paused (waiting for the spec update to be observed)'
-    assert rollout(deployment(paused=False, **DONE))['status'] == 'Complete'
+    assert rollout(deployment(paused=False, status=DONE))['status'] == 'Complete'
 
 
 def test_missing_replicas_count_as_the_api_default_of_one() -> None:
     done_one: dict[str, Any] = {'observedGeneration': 2, 'replicas': 1, 'updatedReplicas': 1,
                                 'availableReplicas': 1}
-    assert rollout(deployment(wanted=None, **done_one))['status'] == 'Complete'
-    assert rollout(deployment(wanted=0, observedGeneration=2))['status'] == 'Complete'
+    assert rollout(deployment(replicas=None, status=done_one))['status'] == 'Complete'
+    assert rollout(deployment(replicas=0, status={'observedGeneration': 2}))['status'] == 'Complete'
 
 
 @pytest.mark.parametrize('odd', [{}, {'metadata': None, 'spec': [], 'status': 'x'},

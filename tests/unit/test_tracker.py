@@ -1,42 +1,31 @@
 """tracker.Tracker: the memory that turns raw watch events into the stream's guarantees."""
 import copy
 import datetime
+import functools
 import json
 import time
-from importlib import resources
 from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
 
 from deploywatch.base import encoding
 from deploywatch.model import objects
 from deploywatch.model.tracker import Tracker, identity
 from deploywatch.output import jsonl
 from deploywatch.runtime import state as state_file
+from tests import builders
+from tests.harness.schema import VALIDATOR
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
 
 
-def validator() -> Any:
-    text = resources.files('deploywatch').joinpath('schema/event-v1.json').read_text()
-    return Draft202012Validator(json.loads(text))
+def holding(password: str) -> dict[str, Any]:
+    """The pod spec of these Deployments: one container with a PASSWORD in plain text."""
+    return builders.pod(env={'PASSWORD': password})
 
 
-VALIDATOR = validator()
-
-
-def deployment(name: str = 'web', *, uid: str | None = 'u-web', rv: str = '1', replicas: int = 1,
-               password: str = 's3cr3t') -> dict[str, Any]:
-    metadata: dict[str, Any] = {'name': name, 'namespace': 'default', 'resourceVersion': rv,
-                                'managedFields': [{'manager': 'kubectl'}]}
-    if uid is not None:
-        metadata['uid'] = uid
-    return {
-        'apiVersion': 'apps/v1', 'kind': 'Deployment', 'metadata': metadata,
-        'spec': {'replicas': replicas, 'template': {'spec': {'containers': [
-            {'name': 'app', 'image': 'nginx', 'env': [{'name': 'PASSWORD', 'value': password}]}]}}},
-    }
+deployment = functools.partial(builders.deployment, uid='u-web', managed_fields=[{'manager': 'kubectl'}],
+                               pod=holding('s3cr3t'))
 
 
 @pytest.fixture
@@ -139,8 +128,8 @@ def test_a_recreated_object_with_a_new_uid_is_an_added(tracker: Tracker) -> None
 
 
 def test_redaction_applies_to_object_old_and_diff(tracker: Tracker) -> None:
-    observe(tracker, None, deployment(rv='1', password='first-secret'))
-    event = observe(tracker, 'MODIFIED', deployment(rv='2', password='second-secret', replicas=2))
+    observe(tracker, None, deployment(rv='1', pod=holding('first-secret')))
+    event = observe(tracker, 'MODIFIED', deployment(rv='2', pod=holding('second-secret'), replicas=2))
     line = json.dumps(event)
     assert 'first-secret' not in line
     assert 'second-secret' not in line
@@ -152,8 +141,8 @@ def test_redaction_applies_to_object_old_and_diff(tracker: Tracker) -> None:
 
 def test_without_redaction_values_are_kept_and_diffed() -> None:
     tracker = Tracker(redact=False, clock=lambda: NOW)
-    observe(tracker, None, deployment(rv='1', password='a'))
-    event = observe(tracker, 'MODIFIED', deployment(rv='2', password='b'))
+    observe(tracker, None, deployment(rv='1', pod=holding('a')))
+    event = observe(tracker, 'MODIFIED', deployment(rv='2', pod=holding('b')))
     assert event['old']['spec']['template']['spec']['containers'][0]['env'][0]['value'] == 'a'
     assert event['diff'] == [
         {'op': 'replace', 'path': '/spec/template/spec/containers/0/env/0/value', 'value': 'b'},
@@ -376,7 +365,7 @@ def test_a_compressed_memory_prints_byte_for_byte_what_a_plain_one_does(tmp_path
         return results[1]
 
     for i in range(8):  # a listing: the dictionary is trained at the fourth
-        both('observe', None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), password=f'pw-{i}'))
+        both('observe', None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), pod=holding(f'pw-{i}')))
     assert packed_tracker.encoded('u-0') != plain_tracker.encoded('u-0')  # compressed, then
     for step in range(3):
         both('observe', 'MODIFIED', deployment('web-1', uid='u-1', rv=str(100 + step), replicas=step + 2))
@@ -410,7 +399,7 @@ def test_a_dictionary_trained_in_the_background_changes_no_line_and_then_packs_e
         assert encode_line(packed_tracker.observe(kind, raw)) == encode_line(plain_tracker.observe(kind, raw))
 
     for i in range(8):
-        same(None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), password=f'pw-{i}'))
+        same(None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), pod=holding(f'pw-{i}')))
     deadline = time.monotonic() + 30  # the training takes milliseconds; a bound, not a pause
     rv = 100
     while packed_tracker.encoded('u-0') == plain_tracker.encoded('u-0') and time.monotonic() < deadline:
