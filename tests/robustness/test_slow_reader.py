@@ -1,7 +1,7 @@
 """
 A reader slower than the events: memory stays bounded, the event loop keeps serving.
 
-The lines wait in a bounded spool written by a thread (deploywatch.output.writer); past its
+The lines wait in a bounded spool written by a thread (deploywatch.output.spool); past its
 bound the Deployment watches pause, so the unread changes wait in the API server. The
 loop itself is never blocked while watching, so Kopf's liveness endpoint answers
 (and a peering keep-alive would be sent) while stdout is stuck.
