@@ -82,21 +82,21 @@ that would wait happens in a thread (``deploywatch.output.writer.Spool``), so th
 reader does not stop the loop, which also serves Kopf's liveness probe and peering
 keep-alive; what a pipe takes at once, the loop writes itself when it turns.
 
-Kopf's operator pause, used twice
-=================================
+Kopf's operator pause, and deploywatch's own
+============================================
 
 Kopf pauses the watches of a paused operator (``operator_paused``, a set of
-toggles: peering puts one there per peering object). deploywatch hooks into the
-call Kopf makes to start each watch (after ``deploywatch.kube.loop`` installed its
-loop, so the same Kopf version check covers it) to hold that set, and:
+toggles: peering puts one there per peering object) and hands that set to each
+watch it starts; deploywatch's loop hands it on to :class:`Pause`, which reads it
+through the set's public calls (``is_on``, ``wait_for``). The Deployment watches do
+not pause with it; they have a gate of their own (``deploywatch.kube.loop.Gate``):
 
-* adds a toggle of its own, on while the writer's memory is over its bound: the
-  Deployment watches then close and wait, and resume from their resourceVersion
-  when the reader has caught up; the unread changes wait in the API server, not
-  here (``deploywatch.output.writer`` has the bounds);
-* follows the other toggles: while any is on (peering: another replica leads),
-  this replica is a standby. Its Deployment watches go on (peering does not pause
-  them: they are given deploywatch's own toggle set, holding only the one above), so
+* closed while the writer's memory is over its bound: the Deployment watches then
+  close and wait, and resume from their resourceVersion when the reader has caught
+  up; the unread changes wait in the API server, not here
+  (``deploywatch.output.writer`` has the bounds);
+* while any of Kopf's toggles is on (peering: another replica leads), this replica
+  is a standby. Its Deployment watches go on (peering does not pause them), so
   its memory follows the cluster, as every replica's informer cache does in client-go.
   It prints only the ends of its own stream: the DELETED of a Deployment it printed.
   The lines still waiting to be written when it lost the lead are written: they are
@@ -125,17 +125,17 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
-from kopf._cogs.aiokits import aiotoggles
-from kopf._cogs.clients import watching as kopf_watching
 
 from deploywatch.base import metrics
 from deploywatch.base import settings as settings_module
 from deploywatch.kube import loop as watching
+from deploywatch.kube import scope
 from deploywatch.kube.preflight import check_credentials_or_exit
 from deploywatch.model.tracker import Tracker, identity
 from deploywatch.output import cloudevents
@@ -198,7 +198,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False
     if not settings.peering.mandatory:  # i.e. no --peering NAME on the command line
         settings.peering.standalone = True
-    settings.scanning.disabled = not _namespace_globs_given(settings)
+    settings.scanning.disabled = not scope.globs_given(settings)
     settings.networking.error_backoffs = KOPF_BACKOFFS
     settings.watching.chunk_size = LIST_CHUNK
     if SETTINGS.label_selector:  # filtered by the API server, in every LIST and WATCH
@@ -212,12 +212,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
     RUN.loop = asyncio.get_running_loop()
     SPOOL.schedule = RUN.loop.call_soon  # lines gathered while the loop works are written when it turns
-    watching.install(deliver=deliver, unlisted=TRACKER.unlisted, replaced=TRACKER.replaced,
-                     outside=TRACKER.outside, before_exit=_save_state)
+    watching.install(outlet=watching.Outlet(deliver=deliver, unlisted=TRACKER.unlisted,
+                                            replaced=TRACKER.replaced, gate=PAUSE.gate,
+                                            forbidden=_forbidden, paused_by=PAUSE.attach),
+                     outside=TRACKER.outside)
     if not settings.scanning.disabled:  # a glob: Kopf must list namespaces, or it watches none
-        _start(watching.may_list_namespaces(settings=settings, before_exit=_save_state),
-               name='the namespace permission check', supervised=False)
-    kopf_watching.infinite_watch = functools.partial(_pausable, kopf_watching.infinite_watch)
+        _start(_may_list_namespaces(settings), name='the namespace permission check', supervised=False)
     if SAVER is not None:
         restored = RESTORED or state.Saved({})
         unknown = restored.unknown_under(TRACKER.shaping)  # kept under other settings: see state
@@ -318,25 +318,25 @@ class Pause:
     """
     Kopf's operator pause, seen from here (see "Kopf's operator pause, used twice" above).
 
-    ``toggles`` is Kopf's ``operator_paused``; ``own`` pauses the Deployment watches, with
-    ``full`` in it alone: peering does not pause them. ``leading`` is whether no toggle of
-    Kopf's is on: whether this replica prints. ``deleted`` holds the DELETED lines of a standby,
-    for :data:`STANDBY_MEMORY` seconds: the replica that led may have stopped before it saw them.
+    ``toggles`` is Kopf's ``operator_paused`` (Kopf's ``ToggleSet``, read through its public
+    ``is_on`` and ``wait_for``); ``gate`` pauses the Deployment watches while stdout is behind:
+    peering does not pause them. ``leading`` is whether no toggle of Kopf's is on: whether this
+    replica prints. ``deleted`` holds the DELETED lines of a standby, for :data:`STANDBY_MEMORY`
+    seconds: the replica that led may have stopped before it saw them.
     """
 
     def __init__(self) -> None:
-        self.toggles: aiotoggles.ToggleSet | None = None
-        self.own = aiotoggles.ToggleSet(any)
-        self.full: aiotoggles.Toggle | None = None
+        self.toggles: Any = None
+        self.gate = watching.Gate()
         self.leading = True
         self.deleted: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
 
-    async def attach(self, toggles: aiotoggles.ToggleSet) -> None:
+    async def attach(self, toggles: Any) -> None:
+        """Kopf's operator pause, handed over by each watch Kopf starts: followed from the first."""
         if self.toggles is not None:
             return
         self.toggles = toggles
         self.leading = not toggles.is_on()  # a standby from its start: its listing is not printed
-        self.full = await self.own.make_toggle(SPOOL.pending > HIGH_WATER, name='stdout is behind')
         _start(self._follow(toggles), name='the pause follower')
 
     def missed(self, line: dict[str, Any], key: str) -> None:
@@ -349,12 +349,9 @@ class Pause:
         while self.deleted and self.deleted[0][0] < time.monotonic() - STANDBY_MEMORY:
             self.deleted.popleft()
 
-    async def _follow(self, toggles: aiotoggles.ToggleSet) -> None:
-        # Kopf's toggles share one condition, notified on every change (private, as the set is).
-        condition: asyncio.Condition = toggles._condition
+    async def _follow(self, toggles: Any) -> None:
         while True:
-            async with condition:
-                await condition.wait_for(lambda: toggles.is_on() == self.leading)
+            await toggles.wait_for(self.leading)  # paused while leading, or not while standing by
             self.leading = not self.leading
             if self.leading:
                 logger.info("Not paused any more: printing again, from the current state of every "
@@ -380,35 +377,21 @@ class Pause:
                 _write(announced, key)
         await SPOOL.room()
 
-    async def behind(self, on: bool) -> None:
-        if self.full is not None:
-            await self.full.turn_to(on)
+    def behind(self, on: bool) -> None:
         if on:
+            self.gate.close()
             logger.warning(f"stdout is not keeping up: over {HIGH_WATER // 2**20} MiB of lines wait to "
                            "be written. The Deployment watches pause until half of it is written; the "
                            "changes wait in the API server meanwhile, and nothing is lost.")
         else:
+            self.gate.open()
             logger.warning(f"stdout is keeping up again (at most {SPOOL.peak / 2**20:.1f} MiB waited): "
                            "the Deployment watches resume where they paused.")
 
     async def may_print(self) -> bool:
         """For RESYNC: wait while stdout is behind; whether this replica may print."""
-        if self.full is not None:
-            await self.full.wait_for(False)
+        await self.gate.opened()
         return self.leading and not SPOOL.stopped
-
-
-async def _pausable(installed: Any, **kwargs: Any) -> AsyncIterator[Any]:
-    """
-    Kopf's call to start a watch: note its pause toggles; a Deployment watch gets deploywatch's
-    own instead (stdout behind pauses it, peering does not), then runs deploywatch's loop.
-    """
-    if kwargs.get('operator_paused') is not None:
-        await PAUSE.attach(kwargs['operator_paused'])
-        if watching.is_deployments(kwargs['resource']):
-            kwargs['operator_paused'] = PAUSE.own
-    async for item in installed(**kwargs):
-        yield item
 
 
 def _threadsafe(function: Any) -> Any:
@@ -421,7 +404,7 @@ def _threadsafe(function: Any) -> Any:
 
 
 def _behind(on: bool) -> None:
-    _start(PAUSE.behind(on), name='the watch pause', supervised=False)
+    PAUSE.behind(on)
 
 
 def _write_failed(error: OSError) -> None:
@@ -454,10 +437,19 @@ def _ended(task: asyncio.Task[None]) -> None:
     RUN.fail(f"{task.get_name()} {how}; stopping.")
 
 
-def _save_state() -> None:
-    """Before an abrupt exit (a missing permission): keep what was written so far."""
+def _forbidden(error: watching.MissingPermission) -> None:
+    """A missing permission: one line on stderr, the final save, exit 3."""
+    print(f"deploywatch: {error}", file=sys.stderr, flush=True)
     if SAVER is not None:
         SAVER.save()
+    os._exit(3)
+
+
+async def _may_list_namespaces(settings: kopf.OperatorSettings) -> None:
+    try:
+        await watching.may_list_namespaces(settings=settings)
+    except watching.MissingPermission as error:
+        _forbidden(error)
 
 
 def _encoder(output_format: str) -> Encoder:
@@ -486,18 +478,3 @@ metrics.METRICS.failure = lambda: RUN.why
 if SETTINGS.metrics_port is not None:
     metrics.serve_or_exit(SETTINGS.metrics_port)
 
-
-def _namespace_globs_given(settings: kopf.OperatorSettings) -> bool:
-    """
-    Whether any ``--namespace`` pattern needs the namespace list to be resolved.
-
-    Kopf does not hand the patterns to handlers, but ``kopf run`` is a Click
-    command and start-up handlers run inside it, so its parameters are readable.
-    Outside Click (``kopf.run()`` from Python) we cannot know: keep scanning on.
-    """
-    if settings.peering.clusterwide:
-        return False
-    patterns = watching.namespace_patterns()
-    if patterns is None:
-        return True
-    return any(char in pattern for pattern in patterns for char in '*?[!,')  # fnmatch's [...] too
