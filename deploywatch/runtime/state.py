@@ -46,7 +46,7 @@ so the format stays ``deploywatch-state/2``: a rollback still loads the file.
 A file that is not a deploywatch state file at all (a path mistyped onto someone
 else's data), or one of a newer format (a rollback: the newer version's memory is not
 this one's to drop), is refused before anything connects, and never overwritten
-(:func:`load_or_exit`). A save that fails is raised to the caller: the operator
+(:func:`load_usable`). A save that fails is raised to the caller: the operator
 stops on it rather than going on without the restart guarantee it promised.
 """
 import asyncio
@@ -56,13 +56,13 @@ import json
 import logging
 import os
 import pathlib
-import sys
 import tempfile
 import threading
 from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from deploywatch.base.encoding import plain
+from deploywatch.base.settings import Misconfigured
 
 logger = logging.getLogger('deploywatch')
 
@@ -144,10 +144,10 @@ def load(path: pathlib.Path) -> Encoded | None:
     return None if saved is None else saved.objects
 
 
-def load_or_exit(path: pathlib.Path) -> Saved | None:
+def load_usable(path: pathlib.Path) -> Saved | None:
     """
     The saved file (its objects, their shaping, the unknown ones), or None as :func:`load`,
-    after refusing what must not be overwritten: one line on stderr, exit 2.
+    after refusing what must not be overwritten: :class:`Misconfigured`, one line.
 
     Refused: a directory, a folder that does not exist (no save could succeed), a file
     that cannot be read, and a file that is not a deploywatch state file (it does not
@@ -174,8 +174,7 @@ def load_or_exit(path: pathlib.Path) -> Saved | None:
                 problem = (f'was written by a newer deploywatch (format {newer}; this one reads {FORMAT}); '
                            'it is left as it is: run that deploywatch, or name a new file')
     if problem is not None:
-        print(f"deploywatch: DEPLOYWATCH_STATE_FILE={path} {problem}.", file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        raise Misconfigured(f"DEPLOYWATCH_STATE_FILE={path} {problem}.")
     if not content:
         logger.info(f"No state saved at {path} yet: every Deployment is new to this run.")
         return None
@@ -303,7 +302,7 @@ async def keep_saved(saver: Saver) -> None:
     Save whenever the memory changed, at most every SAVE_INTERVAL seconds, and at the end.
 
     The first round saves: the file exists from the first second of a run. A failed save
-    raises (the task ends with it: see ``deploywatch.handlers``).
+    raises (the task ends with it: see ``deploywatch.runtime.app``).
     """
     try:
         while True:
