@@ -59,8 +59,8 @@ globs, peering, liveness, start-up and clean-up. In this loop:
   after a restart, before its RBAC caches are synced (kube-apiserver v1.24 does,
   measured in tests/robustness/test_apiserver_restart.py), and webhook authorizers
   do during upgrades. A 403 that persists past the bound is a missing permission:
-  it is :class:`MissingPermission`, which stops the operator with status 3 (through
-  the ``forbidden`` callback given to :func:`install`: the runtime's lifecycle).
+  it is :class:`MissingPermission`, handed to ``Outlet.forbidden`` (the runtime's
+  lifecycle), which stops the operator with status 3.
 
 Requests of this loop get a short retry budget of their own (``OWN_BACKOFFS``, by a
 copy of Kopf's settings), because the loop retries forever itself, resuming the
