@@ -75,8 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def check() -> int:
     """Exit 0 with a summary, or 2 with the same one line ``kopf run`` would print."""
-    loaded = settings.load_or_exit(os.environ)
-    preflight.check_credentials_or_exit(os.environ)
+    try:
+        loaded = settings.Settings.from_env(os.environ)
+        preflight.check_credentials(os.environ)
+    except settings.Misconfigured as error:
+        print(f'deploywatch: {error}', file=sys.stderr, flush=True)
+        return 2
     for name in settings.Settings.unknown_variables(os.environ):
         print(f'deploywatch: warning: {name} is not a deploywatch setting (a typo?)', file=sys.stderr)
     values = ', '.join(f'{field.name}={getattr(loaded, field.name)!r}'

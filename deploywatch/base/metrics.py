@@ -18,13 +18,14 @@ start one. :meth:`Metrics.unhealthy` is what the liveness probe reports.
 """
 import collections
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Iterator
 
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as _CollectorBase
+
+from deploywatch.base.settings import Misconfigured
 
 PREFIX = 'deploywatch_'
 
@@ -203,15 +204,14 @@ def _by(name: str, documentation: str, label: str, counts: collections.Counter[s
 METRICS = Metrics()
 
 
-def serve_or_exit(port: int, metrics: Metrics = METRICS) -> None:
+def serve(port: int, metrics: Metrics = METRICS) -> None:
     """
     Serve ``/metrics`` (prometheus_client's server, a daemon thread) on every interface;
-    a port that cannot be bound stops the program before it connects, with one line, exit 2.
+    a port that cannot be bound is :class:`Misconfigured`: it stops the program before it connects.
     """
     prometheus_client.REGISTRY.register(Collector(metrics))
     try:
         prometheus_client.start_http_server(port)
     except OSError as error:
-        print(f"deploywatch: cannot serve metrics on port {port} (DEPLOYWATCH_METRICS_PORT): "
-              f"{error.strerror or error}.", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise Misconfigured(f"cannot serve metrics on port {port} (DEPLOYWATCH_METRICS_PORT): "
+                            f"{error.strerror or error}.") from None

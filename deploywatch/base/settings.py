@@ -5,16 +5,15 @@ Namespaces, peering, liveness and log verbosity stay Kopf's flags; everything el
 one environment variable per field of :class:`Settings`. The dataclass is the only
 place a setting is defined: its field metadata names the variable, says what it
 accepts and parses it, so the validation, the error text and ``--help`` cannot drift
-apart. Validation happens once, at start-up, before anything connects: a bad value
-stops the program with one line a human can act on, not a traceback after the first
-API call.
+apart. Validation happens once, in Kopf's start-up handler, before anything connects:
+a bad value (:class:`Misconfigured`) stops the program with one line a human can act
+on, not a traceback after the first API call.
 """
 import dataclasses
 import math
 import os
 import pathlib
 import re
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,7 +30,15 @@ MIN_STALL_SECONDS = 1.0
 EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'RESYNC'})
 
 
-class SettingsError(ValueError):
+class Misconfigured(Exception):
+    """
+    What stops deploywatch before it connects: a setting, the credentials, the state file or
+    the metrics port it cannot use. Its text is the one line a user reads; the runtime's
+    lifecycle prints it and exits with status 2.
+    """
+
+
+class SettingsError(Misconfigured, ValueError):
     """One environment variable holds a value deploywatch cannot use."""
 
 
@@ -248,11 +255,3 @@ class Settings:
         known = {field.metadata['env'] for field in dataclasses.fields(cls)}
         return sorted(name for name in environ if name.startswith(PREFIX) and name not in known)
 
-
-def load_or_exit(environ: Mapping[str, str]) -> Settings:
-    """Settings for the running operator; on a bad value, one line on stderr and exit 2."""
-    try:
-        return Settings.from_env(environ)
-    except SettingsError as error:
-        print(f"deploywatch: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None

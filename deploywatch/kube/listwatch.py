@@ -11,7 +11,7 @@ LIST page of 500, 652 ms (median, with Kopf's heap) against 192 ms with
 other load). So this module has the two functions with the same signatures,
 doing what Kopf's do, except for the decoding:
 
-* every request is still Kopf's ``api.request``, looked up at call time: its
+* every request is still Kopf's (``kopfcompat.request``), looked up at call time: its
   credentials (``@authenticated``: the login handlers, re-login on 401), its
   retries (``settings.networking.error_backoffs``, which the loop shortens), and
   ``deploywatch.kube.loop``'s wrapper that notes each answer for stall detection;
@@ -30,7 +30,7 @@ doing what Kopf's do, except for the decoding:
   (``"\\ud800"``: JSON allows them, UTF-8 cannot hold them), ``NaN``, ``1e400``.
   A line that neither decodes raises the standard library's error, as Kopf's did.
 
-These are private Kopf APIs; ``deploywatch.kube.loop.check`` verifies them at start-up.
+Kopf's pieces are reached through ``deploywatch.kube.kopfcompat``, which checks them at start-up.
 """
 import asyncio
 import contextlib
@@ -39,12 +39,9 @@ from collections.abc import AsyncIterator, Collection, Iterator
 from typing import Any, cast
 
 import aiohttp
-from kopf._cogs.clients import api as kopf_api
-from kopf._cogs.clients import watching as kopf_watching
 
 from deploywatch.base.encoding import loads
-
-NEEDED = ((kopf_api, 'request'), (kopf_api, 'iter_jsonlines'), (kopf_watching, 'logger'))
+from deploywatch.kube import kopfcompat
 
 # The inactivity timeout is restarted by an event only once this share of it has passed since
 # it last was: a silent stream still ends after 99-100 % of the timeout (70 s: 69.3-70 s), and
@@ -136,7 +133,7 @@ async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
 
     async def body(continue_token: str) -> bytes:
         query = {**params, 'continue': continue_token} if continue_token else params
-        response = await kopf_api.request('get', resource.get_url(namespace=namespace, params=query),
+        response = await kopfcompat.request('get', resource.get_url(namespace=namespace, params=query),
                                           settings=settings, logger=logger)
         async with response:
             return _json_body(response, await response.read())
@@ -202,7 +199,7 @@ async def watch_objs(*, settings: Any, resource: Any, namespace: Any, since: str
                     inactivity.reschedule(restarted + silence)
     except TimeoutError:
         where = f'in {namespace!r}' if namespace is not None else 'cluster-wide'
-        kopf_watching.logger.debug(f"Watch-stream for {resource} {where} is inactive, reconnecting.")
+        kopfcompat.watch_logger.debug(f"Watch-stream for {resource} {where} is inactive, reconnecting.")
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError):
         pass
 
@@ -227,8 +224,8 @@ async def _stream(url: str, *, settings: Any, stopper: Any,
     if stopper is not None and not stopper.done():
         stopper.add_done_callback(cancel_request)
     try:
-        response = await kopf_api.request('get', url, settings=settings, timeout=timeout,
-                                          logger=kopf_watching.logger)
+        response = await kopfcompat.request('get', url, settings=settings, timeout=timeout,
+                                          logger=kopfcompat.watch_logger)
     except asyncio.CancelledError:
         if paused and task.cancelling() == 1:  # only the pause's own cancel: end quietly
             task.uncancel()
@@ -248,7 +245,7 @@ async def _stream(url: str, *, settings: Any, stopper: Any,
         stopper.add_done_callback(close_response)
     try:
         async with response:
-            async for line in kopf_api.iter_jsonlines(response.content):
+            async for line in kopfcompat.iter_jsonlines(response.content):
                 yield loads(line)
     except aiohttp.ClientConnectionError:
         if stopper is None or not stopper.done():

@@ -1,7 +1,7 @@
 """
 deploywatch's own list-then-watch loop for Deployments, inside Kopf.
 
-Kopf's watch loop (``kopf._cogs.clients.watching.continuous_watch``) lists,
+Kopf's watch loop (``continuous_watch`` of Kopf's watching client) lists,
 watches, and lists again after ``410 Gone``, delivering listed objects to
 ``@kopf.on.event`` as events of type None. For an event stream that promises
 "nothing lost", it falls short in three ways:
@@ -24,10 +24,12 @@ is slower and bigger than deploywatch's whole work.
 
 So for Deployments, deploywatch replaces the loop Kopf runs per watched
 namespace (``infinite_watch``, which Kopf's queueing looks up at call time),
-built from Kopf's own pieces (``fetch_objs``, ``watch_objs`` with Kopf's login
-and retries, ``streaming_block`` for peering pauses; the first two as
-``deploywatch.kube.listwatch`` has them, decoding with orjson), and hands each event
-straight to ``deliver`` (the tracker and the writer) in stream order. Kopf
+built from Kopf's own pieces (``fetch_objs`` and ``watch_objs`` with Kopf's login
+and retries, as ``deploywatch.kube.listwatch`` has them, decoding with orjson), and
+hands each event straight to ``deliver`` (the tracker and the writer) in stream
+order. It pauses only while stdout is behind (:class:`Gate`, deploywatch's own):
+peering's pause, which Kopf gives every watch, leaves a standby's Deployment
+watches running (``deploywatch.runtime.pause``). Kopf
 still runs everything else: the CLI, credentials, namespace observation and
 globs, peering, liveness, start-up and clean-up. In this loop:
 
@@ -57,7 +59,8 @@ globs, peering, liveness, start-up and clean-up. In this loop:
   after a restart, before its RBAC caches are synced (kube-apiserver v1.24 does,
   measured in tests/robustness/test_apiserver_restart.py), and webhook authorizers
   do during upgrades. A 403 that persists past the bound is a missing permission:
-  it is reported in one line, and the process exits with status 3.
+  it is :class:`MissingPermission`, handed to ``Outlet.forbidden`` (the runtime's
+  lifecycle), which stops the operator with status 3.
 
 Requests of this loop get a short retry budget of their own (``OWN_BACKOFFS``, by a
 copy of Kopf's settings), because the loop retries forever itself, resuming the
@@ -71,9 +74,8 @@ the outage starts (Kopf's first line, with the details, is kept) and one line
 when the server answers again; the repetitions in between are dropped unless
 Kopf runs with ``--verbose``/``--debug``.
 
-These are private Kopf APIs. ``check()`` verifies at start-up that the installed
-Kopf still has them, and ``pyproject.toml`` pins the Kopf versions this was
-built and tested with.
+The private Kopf pieces are reached through ``deploywatch.kube.kopfcompat``, which
+checks them at start-up.
 """
 import asyncio
 import contextlib
@@ -82,26 +84,18 @@ import copy
 import dataclasses
 import logging
 import math
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
-import click
-from kopf._cogs.clients import api as kopf_api
-from kopf._cogs.clients import errors as kopf_errors
-from kopf._cogs.clients import watching as kopf_watching
-from kopf._core.reactor import orchestration as kopf_orchestration
 
 from deploywatch.base.metrics import METRICS, Watch
-from deploywatch.kube import listwatch
+from deploywatch.kube import kopfcompat, listwatch, scope
 from deploywatch.model.tracker import identity
 
 logger = logging.getLogger('deploywatch')
 
-FORBIDDEN_EXIT = 3
 FORBIDDEN_GRACE = 30.0  # seconds of nothing but 403s before a missing permission is reported
 BACKOFF_FIRST = 1.0
 BACKOFF_LIMIT = 30.0
@@ -117,7 +111,11 @@ class OddStream(Exception):
     """A response that is not a stream of events: retried, with the backoff, as a broken watch."""
 
 
-RETRIED = (kopf_errors.APIError, kopf_watching.WatchingError, aiohttp.ClientError, TimeoutError, OddStream)
+class MissingPermission(Exception):
+    """A 403 that lasted: the one line that says what to grant; the operator stops with status 3."""
+
+
+RETRIED = (kopfcompat.APIError, kopfcompat.WatchingError, aiohttp.ClientError, TimeoutError, OddStream)
 
 # One event for the tracker and the writer: Kopf's watch type (None: listed), the object, inferred.
 # Awaited: it waits, the loop turning, while stdout holds all the memory it may (deploywatch.output.writer).
@@ -128,22 +126,43 @@ Inferrer = Callable[[str | None, set[str]], list[dict[str, Any]]]
 Replaced = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
 # The known objects whose namespace is outside what is watched (the predicate).
 Outside = Callable[[Callable[[str | None], bool]], list[dict[str, Any]]]
-Fatal = Callable[[], None]
+# A missing permission, reported in one line: the operator stops with status 3 (the lifecycle's).
+Forbid = Callable[[MissingPermission], None]
+# Kopf's operator pause (a set of toggles: peering's), handed over when a watch starts.
+PausedBy = Callable[[Any], Awaitable[None]]
 T = TypeVar('T')
 
-_original = kopf_watching.infinite_watch
 # The Deployment watch whose requests the current task sends (each watch runs in a task of its own).
 LISTENING: contextvars.ContextVar[Watch | None] = contextvars.ContextVar('deploywatch_watch', default=None)
 
 
-def check() -> None:
-    """Fail loudly if the installed Kopf lacks a piece this module builds on."""
-    for module, name in [(kopf_watching, 'infinite_watch'), (kopf_watching, 'streaming_block'),
-                         (kopf_watching, 'Bookmark'), (kopf_api, 'request'),
-                         (kopf_orchestration, 'adjust_tasks'),
-                         *listwatch.NEEDED]:
-        if not hasattr(module, name):
-            raise RuntimeError(f'this Kopf has no {module.__name__}.{name}: deploywatch needs Kopf 1.45')
+class Gate:
+    """
+    deploywatch's own pause of its Deployment watches: while closed (stdout is behind), each
+    watch closes its request and waits; it resumes from its resourceVersion once open again.
+    """
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._open.set()
+
+    def is_closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        self._open.clear()
+        self._closed.set()
+
+    def open(self) -> None:
+        self._closed.clear()
+        self._open.set()
+
+    async def opened(self) -> None:
+        await self._open.wait()
+
+    async def closed(self) -> None:
+        await self._closed.wait()
 
 
 class OutageNotice(logging.Filter):
@@ -175,131 +194,68 @@ class OutageNotice(logging.Filter):
 NOTICE = OutageNotice()
 
 
-def install(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, outside: Outside,
-            before_exit: Fatal) -> None:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outlet:
+    """Where the loop's events go, and whom it tells of what stops or pauses it."""
+    deliver: Deliver
+    unlisted: Inferrer
+    replaced: Replaced
+    gate: Gate  # closed while stdout is behind
+    forbidden: Forbid
+    paused_by: PausedBy  # Kopf's operator pause, for the runtime to follow (peering)
+
+
+def install(*, outlet: Outlet, outside: Outside) -> None:
     """Route Kopf's per-namespace watch loops through :func:`supervise` from now on."""
-    check()
-
     def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
-        return supervise(deliver=deliver, unlisted=unlisted, replaced=replaced, before_exit=before_exit,
-                         **kwargs)
+        return supervise(outlet=outlet, **kwargs)
 
-    kopf_watching.infinite_watch = infinite_watch
-    kopf_orchestration.adjust_tasks = _ending_unwatched(kopf_orchestration.adjust_tasks,
-                                                        deliver=deliver, outside=outside)
-    kopf_api.request = _noting_answers(kopf_api.request)
-    logging.getLogger(kopf_watching.__name__).addFilter(NOTICE)
+    kopfcompat.install(watch_loop=infinite_watch, log_filter=NOTICE, on_answer=_note_answer,
+                       after_adjusting=scope.EndUnwatched(deliver=outlet.deliver, outside=outside))
 
 
-def _ending_unwatched(adjust: Callable[..., Any], *, deliver: Deliver,
-                      outside: Outside) -> Callable[..., Any]:
+def _note_answer() -> None:
     """
-    Kopf's ``adjust_tasks``, then an inferred DELETED for each known Deployment of a namespace
-    that no watch covers: Kopf has just stopped its watch, or will never start one.
+    An answer to a request (a 2xx; Kopf raises on the others), noted for the watch that sent it.
 
-    Kopf starts and stops a watch per namespace as namespaces come, go and match the
-    ``--namespace`` patterns (its ``insights.namespaces``; ``None`` in it: cluster-wide, every
-    namespace is watched). An object known in any other namespace is one that no listing
-    of this run will confirm or deny, and that no DELETED will ever reach:
-
-    * a namespace that left the scope while deploywatch runs. With globs, Kopf drops one as
-      soon as it is terminating with status conditions; the namespace controller sets them on
-      its first pass and, from v1.33 on (ordered namespace deletion), deletes the Deployments
-      only after the pods: their watch is gone before their DELETED is sent (seen on v1.34 and
-      v1.37), and a watch that was paused or backing off (stdout behind) never had it;
-    * restored from a state file: of namespaces outside today's patterns (the file was written
-      by a run with ``--all-namespaces``), or of a namespace deleted while deploywatch was down
-      (it still matches the glob, but Kopf starts no watch for a namespace that does not exist).
-
-    Leaving the scope ends an object as leaving a label selector does (``kubectl get -w -l``):
-    with DELETED, then nothing more. With globs, the namespaces are judged only once Kopf has
-    listed them all (``insights.ready_namespaces``): before, a namespace not yet seen is no
-    evidence. At shutdown Kopf cancels its tasks without calling this, so nothing is ended then.
+    An answer is the API server speaking, even when the watch it opens then stays quiet:
+    with no Deployment changed since the API server started, it sends no BOOKMARK at all
+    (measured on v1.24 and v1.28), and Kopf ends a stream silent for 70 s
+    (``settings.watching.inactivity_timeout``) and opens another. Only a server that does
+    not answer at all leaves a watch silent for long.
     """
-    later: set[asyncio.Task[None]] = set()
-
-    async def end(insights: Any) -> None:
-        await insights.ready_namespaces.wait()
-        watched = set(insights.namespaces)
-        gone = outside(lambda namespace: namespace in watched)
-        if gone:
-            names = ', '.join(sorted({str(obj.get('metadata', {}).get('namespace')) for obj in gone}))
-            logger.warning(f"{len(gone)} Deployment(s) of namespaces no watch covers ({names}: deleted, or "
-                           "not matching --namespace) end with an inferred DELETED and are forgotten.")
-        for obj in gone:
-            await deliver('DELETED', obj, True)
-
-    async def adjust_tasks(*, insights: Any, **kwargs: Any) -> None:
-        await adjust(insights=insights, **kwargs)
-        if None in insights.namespaces:
-            return
-        if insights.ready_namespaces.is_set():
-            await end(insights)
-        elif not later:  # the namespaces are being listed: judge them once they all are
-            task = asyncio.create_task(end(insights), name='ending the Deployments no watch covers')
-            later.add(task)
-            task.add_done_callback(later.discard)
-
-    return adjust_tasks
+    watch = LISTENING.get()
+    if watch is not None:
+        METRICS.heard(watch)
 
 
-def _noting_answers(request: Callable[..., Any]) -> Callable[..., Any]:
+async def supervise(*, outlet: Outlet, settings: Any, resource: Any, namespace: Any,
+                    operator_paused: Any = None, **kwargs: Any) -> AsyncIterator[Any]:
     """
-    Kopf's request function, noting each answer to a Deployment watch loop's request.
-
-    An answer (a 2xx; Kopf raises on the others) is the API server speaking, even when
-    the watch it opens then stays quiet: with no Deployment changed since the API server
-    started, it sends no BOOKMARK at all (measured on v1.24 and v1.28), and Kopf ends
-    a stream silent for 70 s (``settings.watching.inactivity_timeout``) and opens
-    another. Only a server that does not answer at all leaves a watch silent for long.
+    What Kopf's watcher runs for each resource and namespace: Kopf's own loop for namespaces,
+    CRDs and peering (with Kopf's pause), this module's for Deployments (with :class:`Gate`).
     """
-    async def answered(*args: Any, **kwargs: Any) -> Any:
-        response = await request(*args, **kwargs)
-        watch = LISTENING.get()
-        if watch is not None:
-            METRICS.heard(watch)
-        return response
-    return answered
-
-
-def namespace_patterns() -> list[str] | None:
-    """
-    The ``--namespace`` patterns of ``kopf run`` (non-empty ones); None outside Click.
-
-    Kopf hands its patterns to nobody, but ``kopf run`` is a Click command and the
-    operator runs inside it, so its parameters are readable.
-    """
-    context = click.get_current_context(silent=True)
-    if context is None or 'namespaces' not in context.params:
-        return None
-    return [p for p in (*context.params['namespaces'], os.environ.get('KOPF_RUN_NAMESPACE', '')) if p]
-
-
-def is_deployments(resource: Any) -> bool:
-    return bool(resource.group == 'apps' and resource.plural == 'deployments')
-
-
-async def supervise(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal,
-                    settings: Any, resource: Any, namespace: Any, operator_paused: Any = None,
-                    **kwargs: Any) -> AsyncIterator[Any]:
-    if not is_deployments(resource):  # namespaces, CRDs, peering: Kopf's own loop
-        original = _original(settings=settings, resource=resource, namespace=namespace,
-                             operator_paused=operator_paused, **kwargs)
-        if resource.group == '' and resource.plural == 'namespaces':  # starts the watches of globs
+    if operator_paused is not None:
+        await outlet.paused_by(operator_paused)
+    if not scope.is_deployments(resource):
+        original = kopfcompat.kopf_infinite_watch(settings=settings, resource=resource, namespace=namespace,
+                                                  operator_paused=operator_paused, **kwargs)
+        if scope.is_namespaces(resource):  # starts the watches of globs
             original = _noted_namespaces(original)
         async for item in original:
             yield item
         return
 
     where = f'in namespace {namespace!r}' if namespace else 'cluster-wide'
-    watch = Watch(where, paused=lambda: operator_paused is not None and operator_paused.is_on())
+    watch = Watch(where, paused=outlet.gate.is_closed)
     METRICS.watching(watch)  # for the liveness probe and /metrics, while this loop runs
     try:
-        async for item in _list_and_watch(deliver=deliver, unlisted=unlisted, replaced=replaced,
-                                          before_exit=before_exit, settings=settings, resource=resource,
-                                          namespace=namespace, operator_paused=operator_paused,
-                                          watch=watch):
+        async for item in _list_and_watch(outlet=outlet, settings=settings, resource=resource,
+                                          namespace=namespace, watch=watch):
             yield item
+    except MissingPermission as error:
+        outlet.forbidden(error)
+        await asyncio.Event().wait()  # the operator is stopping: this loop is cancelled with it
     finally:
         METRICS.unwatching(watch)
 
@@ -311,7 +267,7 @@ async def _noted_namespaces(original: AsyncIterator[Any]) -> AsyncIterator[Any]:
     starts a Deployment watch when a matching namespace appears (``metrics.Metrics``).
     """
     watch = METRICS.namespaces = Watch('of namespaces', paused=lambda: False)
-    LISTENING.set(watch)  # in the task of Kopf's namespace observer, for _noting_answers
+    LISTENING.set(watch)  # in the task of Kopf's namespace observer, for _note_answer
     try:
         async for item in original:
             METRICS.heard(watch)
@@ -323,28 +279,26 @@ async def _noted_namespaces(original: AsyncIterator[Any]) -> AsyncIterator[Any]:
         METRICS.namespaces = None
 
 
-async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Replaced, before_exit: Fatal,
-                          settings: Any, resource: Any, namespace: Any, operator_paused: Any,
+async def _list_and_watch(*, outlet: Outlet, settings: Any, resource: Any, namespace: Any,
                           watch: Watch) -> AsyncIterator[Any]:
     where = watch.where
-    LISTENING.set(watch)  # in the task that runs this loop, for _noting_answers
+    LISTENING.set(watch)  # in the task that runs this loop, for _note_answer
     own = _with_backoffs(settings, OWN_BACKOFFS)
     version: str | None = None  # where the watch resumes; None: list first
     backoff = BACKOFF_FIRST
-    forbidden, pace = Forbidden(where=where, before_exit=before_exit), RelistPace()
+    forbidden, pace = Forbidden(where=where), RelistPace()
     while True:
         try:
             was_paused = watch.paused()
-            async with _streaming_block(resource=resource, namespace=namespace,
-                                        operator_paused=operator_paused) as paused:
+            async with _open_while(outlet.gate, resource=resource, namespace=namespace) as paused:
                 if was_paused:  # a pause is not silence: the clock starts again
                     METRICS.heard(watch)
                 if version is None:
-                    version = await _relist(deliver=deliver, unlisted=unlisted, replaced=replaced,
-                                            settings=own, resource=resource, namespace=namespace,
-                                            watch=watch, pace=pace)
+                    version = await _relist(deliver=outlet.deliver, unlisted=outlet.unlisted,
+                                            replaced=outlet.replaced, settings=own, resource=resource,
+                                            namespace=namespace, watch=watch, pace=pace)
                     forbidden.cleared()
-                    yield kopf_watching.Bookmark.LISTED  # Kopf's readiness waits for it
+                    yield kopfcompat.LISTED  # Kopf's readiness waits for it
                 while version is not None and not paused.done():
                     began, seen = time.monotonic(), 0
                     async for raw in _decoded(listwatch.watch_objs(
@@ -362,12 +316,12 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                             version = None
                             break
                         if kind == 'ERROR':
-                            raise kopf_watching.WatchingError(f'Error in the watch-stream: {body}')
+                            raise kopfcompat.WatchingError(f'Error in the watch-stream: {body}')
                         if kind not in ('ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK'):
                             continue
                         version = body.get('metadata', {}).get('resourceVersion', version)
                         if kind != 'BOOKMARK':
-                            await deliver(kind, body, False)
+                            await outlet.deliver(kind, body, False)
                     if not seen and not paused.done() and time.monotonic() - began < SHORT_WATCH:
                         raise OddStream('the watch ended at once, without any event')
         except RETRIED as error:
@@ -375,7 +329,7 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
                 logger.debug(f"Watch of deployments {where} cannot resume ({error!r}): listing again.")
                 version = None
                 continue
-            if isinstance(error, kopf_errors.APIForbiddenError):
+            if isinstance(error, kopfcompat.APIForbiddenError):
                 forbidden.seen(error, backoff=backoff)
             else:
                 then = 'resuming the watch' if version is not None else 'listing again'
@@ -385,22 +339,26 @@ async def _list_and_watch(*, deliver: Deliver, unlisted: Inferrer, replaced: Rep
 
 
 @contextlib.asynccontextmanager
-async def _streaming_block(**kwargs: Any) -> AsyncIterator[Any]:
+async def _open_while(gate: Gate, *, resource: Any, namespace: Any) -> AsyncIterator[asyncio.Future[None]]:
     """
-    Kopf's ``streaming_block``, but a cancellation it swallowed is raised on the way out.
+    Wait while the gate is closed; then a task that ends when it closes again, which closes
+    the watch request (``listwatch.watch_objs``'s ``operator_pause_waiter``).
 
-    Kopf's awaits its pause waiter in a ``finally`` that suppresses CancelledError, so Kopf's
-    own cancellation (at SIGTERM) landing in that turn, after a watch ended or failed, was
-    lost, and the loop went on forever. ``Task.cancelling()`` still counts it (the pause's own
-    cancellation of a request is uncancelled: ``listwatch._stream``).
+    On the way out the task is cancelled and awaited without swallowing a cancellation of
+    the loop's own (Kopf's at SIGTERM): a loop that swallowed it would go on forever.
+    The debug lines are Kopf's own, as its ``streaming_block`` writes them for its pause.
     """
+    if gate.is_closed():
+        where = f'in {namespace!r}' if namespace is not None else 'cluster-wide'
+        logger.debug(f"Pausing the watch-stream for {resource} {where} (blockers: stdout is behind).")
+        await gate.opened()
+        logger.debug(f"Resuming the watch-stream for {resource} {where}.")
+    closing = asyncio.ensure_future(gate.closed())
     try:
-        async with kopf_watching.streaming_block(**kwargs) as paused:
-            yield paused
+        yield closing
     finally:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError  # a cancellation must always win
+        closing.cancel()
+        await asyncio.wait([closing])  # raises CancelledError only if this task is cancelled
 
 
 def _event(raw: Any) -> tuple[str, dict[str, Any]]:
@@ -424,7 +382,7 @@ def _failed(error: Exception) -> bool:
     status = getattr(error, 'status', None)
     expired = _needs_relist(status, getattr(error, 'details', None))
     if status is None:
-        status = 'stream' if isinstance(error, OddStream | kopf_watching.WatchingError) else 'connection'
+        status = 'stream' if isinstance(error, OddStream | kopfcompat.WatchingError) else 'connection'
     _count(status, 'expired' if expired else 'forbidden' if status == 403 else 'error')
     return expired
 
@@ -482,16 +440,16 @@ class RelistPace:
 
 class Forbidden:
     """
-    Consecutive 403s on listing or watching: one warning when they start, and the
-    one-line report and exit 3 once they have lasted ``FORBIDDEN_GRACE`` seconds.
+    Consecutive 403s on listing or watching: one warning when they start, and
+    :class:`MissingPermission` once they have lasted ``FORBIDDEN_GRACE`` seconds.
     """
 
-    def __init__(self, *, where: str, before_exit: Fatal) -> None:
+    def __init__(self, *, where: str) -> None:
         self.where = where
-        self.before_exit = before_exit
         self.since: float | None = None
 
-    def seen(self, error: kopf_errors.APIForbiddenError, *, backoff: float) -> None:
+    def seen(self, error: Any, *, backoff: float) -> None:
+        """A 403 (Kopf's ``APIForbiddenError``), about to be retried in ``backoff`` seconds."""
         now = time.monotonic()
         if self.since is None:
             self.since = now
@@ -499,7 +457,9 @@ class Forbidden:
                            f"retrying for up to {FORBIDDEN_GRACE:.0f}s, as an API server that has just "
                            "started answers 403 until its RBAC caches are synced.")
         if now - self.since + backoff >= FORBIDDEN_GRACE:
-            _forbidden(error, where=self.where, before_exit=self.before_exit)
+            raise MissingPermission(
+                f"forbidden to read deployments {self.where}: {error.message or error}. "
+                "Grant list and watch on deployments.apps (see manifests/base/rbac.yaml).")
 
     def cleared(self) -> None:
         if self.since is not None:
@@ -564,34 +524,21 @@ async def _decoded(stream: AsyncIterator[T]) -> AsyncIterator[T]:
         raise OddStream(f'a line of the response does not decode ({error}): cut short?') from error
 
 
-async def may_list_namespaces(*, settings: Any, before_exit: Fatal) -> None:
+async def may_list_namespaces(*, settings: Any) -> None:
     """
-    With a ``--namespace`` glob, a 403 on listing namespaces is one line and exit 3, as for
-    Deployments. Kopf falls back to the exact namespaces given when it may not list them,
+    With a ``--namespace`` glob, a 403 on listing namespaces is :class:`MissingPermission`, as
+    for Deployments. Kopf falls back to the exact namespaces given when it may not list them,
     and a glob gives none: no Deployment watch would ever start, the stream stay empty and
     the process look healthy, while Kopf retries its listing for minutes. Run once, as soon
     as Kopf has logged in; other failures are left to Kopf's own loop, which retries them.
     """
     try:
-        response = await kopf_api.request('get', '/api/v1/namespaces?limit=1',
-                                          settings=_with_backoffs(settings, OWN_BACKOFFS), logger=logger)
+        response = await kopfcompat.request('get', '/api/v1/namespaces?limit=1',
+                                            settings=_with_backoffs(settings, OWN_BACKOFFS), logger=logger)
         response.close()
-    except kopf_errors.APIForbiddenError as error:
-        _exit_forbidden(f"forbidden to list namespaces: {error.message or error}. A --namespace "
-                        "glob needs list and watch on namespaces "
-                        "(see manifests/components/namespace-globs/rbac.yaml).", before_exit=before_exit)
+    except kopfcompat.APIForbiddenError as error:
+        raise MissingPermission(f"forbidden to list namespaces: {error.message or error}. A --namespace "
+                                "glob needs list and watch on namespaces "
+                                "(see manifests/components/namespace-globs/rbac.yaml).") from None
     except RETRIED:
         pass
-
-
-def _forbidden(error: kopf_errors.APIForbiddenError, *, where: str, before_exit: Fatal) -> None:
-    _exit_forbidden(f"forbidden to read deployments {where}: {error.message or error}. "
-                    "Grant list and watch on deployments.apps (see manifests/base/rbac.yaml).",
-                    before_exit=before_exit)
-
-
-def _exit_forbidden(line: str, *, before_exit: Fatal) -> None:
-    """A missing permission: one line on stderr, the final save, exit 3."""
-    print(f"deploywatch: {line}", file=sys.stderr, flush=True)
-    before_exit()
-    os._exit(FORBIDDEN_EXIT)

@@ -9,15 +9,17 @@ do (in-cluster ServiceAccount, else ``KUBECONFIG`` or ``~/.kube/config``), and
 says what is wrong in one line.
 """
 import os
-import sys
 from collections.abc import Mapping
 
 import kubernetes
 
+from deploywatch.base.settings import Misconfigured
+
 IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token'
 
 
-def check_credentials_or_exit(environ: Mapping[str, str]) -> None:
+def check_credentials(environ: Mapping[str, str]) -> None:
+    """Return if credentials are there to be found; :class:`Misconfigured` saying what is wrong if not."""
     if environ.get('KUBERNETES_SERVICE_HOST') and os.path.exists(IN_CLUSTER_TOKEN):
         return
     try:
@@ -26,6 +28,4 @@ def check_credentials_or_exit(environ: Mapping[str, str]) -> None:
     except Exception as error:  # ConfigException, YAML errors, missing files: all the same to a user
         where = environ.get('KUBECONFIG') or '~/.kube/config'
         reason = ' '.join(str(error).split())  # YAML errors span lines: keep it to one
-        print(f"deploywatch: no usable Kubernetes credentials: kubeconfig {where}: {reason}",
-              file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        raise Misconfigured(f"no usable Kubernetes credentials: kubeconfig {where}: {reason}") from None

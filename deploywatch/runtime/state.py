@@ -19,7 +19,7 @@ across restarts, so that a restart prints only what changed meanwhile (marked
   read as redacted, the shaping that loses most. Readers ignore header keys they do
   not know, so the format stays ``deploywatch-state/2``.
 * A file that is not a state file (a mistyped path) or of a newer format (a rollback)
-  is refused before anything connects and never overwritten (:func:`load_or_exit`).
+  is refused before anything connects and never overwritten (:func:`load_usable`).
   A failed save is raised: the operator stops rather than drop its restart promise.
 """
 import asyncio
@@ -29,13 +29,13 @@ import json
 import logging
 import os
 import pathlib
-import sys
 import tempfile
 import threading
 from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from deploywatch.base.encoding import plain
+from deploywatch.base.settings import Misconfigured
 
 logger = logging.getLogger('deploywatch')
 
@@ -115,10 +115,10 @@ def load(path: pathlib.Path) -> Encoded | None:
     return None if saved is None else saved.objects
 
 
-def load_or_exit(path: pathlib.Path) -> Saved | None:
+def load_usable(path: pathlib.Path) -> Saved | None:
     """
     The saved file (its objects, their shaping, the unknown ones), or None as :func:`load`,
-    after refusing what must not be overwritten: one line on stderr, exit 2.
+    after refusing what must not be overwritten: :class:`Misconfigured`, one line.
 
     Refused: a directory, a folder that does not exist (no save could succeed), a file
     that cannot be read, and a file that is not a deploywatch state file (it does not
@@ -145,8 +145,7 @@ def load_or_exit(path: pathlib.Path) -> Saved | None:
                 problem = (f'was written by a newer deploywatch (format {newer}; this one reads {FORMAT}); '
                            'it is left as it is: run that deploywatch, or name a new file')
     if problem is not None:
-        print(f"deploywatch: DEPLOYWATCH_STATE_FILE={path} {problem}.", file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        raise Misconfigured(f"DEPLOYWATCH_STATE_FILE={path} {problem}.")
     if not content:
         logger.info(f"No state saved at {path} yet: every Deployment is new to this run.")
         return None
@@ -274,7 +273,7 @@ async def keep_saved(saver: Saver) -> None:
     Save whenever the memory changed, at most every SAVE_INTERVAL seconds, and at the end.
 
     The first round saves: the file exists from the first second of a run. A failed save
-    raises, and the task ends with it, which stops the operator (README, "Exit status").
+    raises, and the task ends with it, which stops the operator (``deploywatch.runtime.app``).
     """
     try:
         while True:

@@ -2,12 +2,12 @@
 Loaded by ``kopf run`` after operator/handlers.py (test_exit_status.py): the RESYNC task
 dies after its first line, as a bug in it would make it. No input makes the real one raise
 (it reads only what the tracker already printed), so the death is played from outside
-deploywatch: its handlers' reference to the task is replaced before the start-up handler
-starts it.
+deploywatch: the composition root's reference to the task is replaced before the start-up
+handler starts it.
 """
 from typing import Any
 
-from deploywatch import handlers
+from deploywatch.runtime import app
 from deploywatch.runtime.resync import resync_forever
 
 
@@ -24,4 +24,4 @@ async def _dying(**kwargs: Any) -> None:
     await resync_forever(**{**kwargs, 'writer': _ThenDie(kwargs['writer'])})
 
 
-handlers.resync_forever = _dying  # type: ignore[attr-defined]
+app.resync_forever = _dying  # type: ignore[attr-defined]

@@ -11,7 +11,6 @@ each rule is pinned on its own, with a fake clock instead of real waits.
 import asyncio
 import dataclasses
 import logging
-import os
 from typing import Any
 
 import aiohttp
@@ -24,11 +23,11 @@ from deploywatch.kube import loop
 from deploywatch.kube.loop import (
     BACKOFF_FIRST,
     BACKOFF_LIMIT,
-    FORBIDDEN_EXIT,
     FORBIDDEN_GRACE,
     RELIST_QUIET,
     TOO_LARGE,
     Forbidden,
+    MissingPermission,
     OddStream,
     RelistPace,
 )
@@ -68,24 +67,6 @@ def metrics(monkeypatch: pytest.MonkeyPatch) -> Metrics:
     fresh = Metrics()
     monkeypatch.setattr(loop, 'METRICS', fresh)
     return fresh
-
-
-@dataclasses.dataclass
-class Exits:
-    """What :func:`loop._exit_forbidden` was asked to do, instead of ending the test process."""
-    lines: list[str] = dataclasses.field(default_factory=list)
-    saves: list[object] = dataclasses.field(default_factory=list)
-
-    def __call__(self, line: str, *, before_exit: Any) -> None:
-        self.lines.append(line)
-        self.saves.append(before_exit)
-
-
-@pytest.fixture
-def exits(monkeypatch: pytest.MonkeyPatch) -> Exits:
-    recorded = Exits()
-    monkeypatch.setattr(loop, '_exit_forbidden', recorded)
-    return recorded
 
 
 @dataclasses.dataclass
@@ -287,25 +268,24 @@ def test_a_relist_within_the_quiet_while_is_still_paced(clock: Clock, metrics: M
     assert waits(pace, clock, count=1) == [4]
 
 
-# Forbidden: 403s retried for FORBIDDEN_GRACE seconds, then one line and exit 3
+# Forbidden: 403s retried for FORBIDDEN_GRACE seconds, then MissingPermission (the runtime's exit 3)
 
 WHERE = 'in namespace "prod"'
 
 
-def test_the_first_403_warns_once(clock: Clock, warnings: Warnings, exits: Exits) -> None:
-    fence = Forbidden(where=WHERE, before_exit=lambda: None)
+def test_the_first_403_warns_once(clock: Clock, warnings: Warnings) -> None:
+    fence = Forbidden(where=WHERE)
     for _ in range(3):
-        fence.seen(forbidden(), backoff=1.0)
+        fence.seen(forbidden(), backoff=1.0)  # within the grace: no MissingPermission
         clock.now += 1
     assert len(warnings()) == 1
     assert WHERE in warnings()[0] and 'deployments.apps is forbidden' in warnings()[0]
     assert f'{FORBIDDEN_GRACE:.0f}s' in warnings()[0]
-    assert exits.lines == []
 
 
-def test_an_answer_clears_the_403s_with_one_line_and_the_grace_starts_again(clock: Clock, warnings: Warnings,
-                                                                             exits: Exits) -> None:
-    fence = Forbidden(where=WHERE, before_exit=lambda: None)
+def test_an_answer_clears_the_403s_with_one_line_and_the_grace_starts_again(clock: Clock,
+                                                                             warnings: Warnings) -> None:
+    fence = Forbidden(where=WHERE)
     fence.cleared()
     assert warnings() == []  # nothing to clear: nothing said
     fence.seen(forbidden(), backoff=1.0)
@@ -316,46 +296,18 @@ def test_an_answer_clears_the_403s_with_one_line_and_the_grace_starts_again(cloc
     fence.seen(forbidden(), backoff=1.0)  # the grace counts from here
     assert len(warnings()) == 3
     clock.now += FORBIDDEN_GRACE - 2
-    fence.seen(forbidden(), backoff=1.0)
-    assert exits.lines == []
+    fence.seen(forbidden(), backoff=1.0)  # 29 s of 403s since the answer: no MissingPermission yet
 
 
-def test_403s_that_last_the_grace_are_reported_and_exit(clock: Clock, warnings: Warnings,
-                                                        exits: Exits) -> None:
-    """The exit comes when the next retry would fall past the grace: its backoff counts."""
-    def save() -> None:
-        pass
-
-    fence = Forbidden(where=WHERE, before_exit=save)
+def test_403s_that_last_the_grace_are_a_missing_permission(clock: Clock, warnings: Warnings) -> None:
+    """It comes when the next retry would fall past the grace: its backoff counts."""
+    fence = Forbidden(where=WHERE)
     fence.seen(forbidden(), backoff=1.0)
     clock.now += FORBIDDEN_GRACE - 8
     fence.seen(forbidden(), backoff=7.9)
-    assert exits.lines == []
-    fence.seen(forbidden(), backoff=8.0)
-    assert len(exits.lines) == 1 and exits.saves == [save]
-    line = exits.lines[0]
+    with pytest.raises(MissingPermission) as raised:
+        fence.seen(forbidden(), backoff=8.0)
+    line = str(raised.value)
     assert line.startswith(f'forbidden to read deployments {WHERE}: deployments.apps is forbidden')
-    assert 'manifests/base/rbac.yaml' in line
+    assert 'manifests/base/rbac.yaml' in line and '\n' not in line
     assert len(warnings()) == 1  # the report is the exit's line, not another warning
-
-
-def test_the_exit_says_one_line_then_saves_then_exits_3(monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """The line first: it is out even if the final save fails or hangs."""
-    steps: list[object] = []
-
-    class Exited(BaseException):
-        pass
-
-    def exit_now(status: int) -> None:
-        steps.append(status)
-        raise Exited
-
-    def save() -> None:
-        steps.append(('saved after', capsys.readouterr().err))
-
-    monkeypatch.setattr(os, '_exit', exit_now)
-    with pytest.raises(Exited):
-        loop._exit_forbidden('forbidden to read deployments', before_exit=save)
-    assert steps == [('saved after', 'deploywatch: forbidden to read deployments\n'), FORBIDDEN_EXIT]
-    assert FORBIDDEN_EXIT == 3

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from deploywatch.base.settings import Settings, SettingsError, load_or_exit
+from deploywatch.base.settings import Misconfigured, Settings, SettingsError
 
 RESYNC = 'DEPLOYWATCH_RESYNC_SECONDS'
 REDACT = 'DEPLOYWATCH_REDACT'
@@ -78,27 +78,15 @@ def test_unknown_variables_lists_only_prefixed_typos_sorted() -> None:
     assert Settings.unknown_variables({}) == []
 
 
-def test_load_or_exit_returns_the_settings_when_valid(capsys: pytest.CaptureFixture[str]) -> None:
-    assert load_or_exit({RESYNC: '5'}) == Settings(resync_seconds=5.0)
-    captured = capsys.readouterr()
-    assert (captured.out, captured.err) == ('', '')
-
-
 @pytest.mark.parametrize(('name', 'value'), [
     (RESYNC, 'abc'), (RESYNC, '-1'), (REDACT, 'maybe'), (REDACT, 'two\nlines'), (RESYNC, '\udcff'),
 ])
-def test_load_or_exit_prints_one_line_on_stderr_and_exits_2(
-        capsys: pytest.CaptureFixture[str], name: str, value: str) -> None:
-    with pytest.raises(SystemExit) as raised:
-        load_or_exit({name: value})
-    assert raised.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == ''
-    assert captured.err.endswith('\n')
-    assert captured.err.count('\n') == 1
-    assert captured.err.startswith(f'deploywatch: {name}=')
-    assert 'expected' in captured.err
-    assert 'Traceback' not in captured.err
+def test_a_bad_value_is_misconfigured_in_one_line(name: str, value: str) -> None:
+    """The line the lifecycle prints before exit 2 (tests/stream/test_cli.py runs that path)."""
+    with pytest.raises(Misconfigured) as raised:
+        Settings.from_env({name: value})
+    line = str(raised.value)
+    assert '\n' not in line and line.startswith(f'{name}=') and 'expected' in line
 
 
 LABEL_SELECTOR = 'DEPLOYWATCH_LABEL_SELECTOR'

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from deploywatch.base.settings import Misconfigured
 from deploywatch.model.tracker import encode
 from deploywatch.runtime import state
 
@@ -138,36 +139,32 @@ def test_a_failed_save_names_the_file(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize('content', [b'a,b\n1,2\n', b'{"format": "other/1"}\n', b'\xff\x00'])
-def test_load_or_exit_refuses_a_foreign_file_and_keeps_it(
-        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+def test_load_usable_refuses_a_foreign_file_and_keeps_it(tmp_path: pathlib.Path, content: bytes) -> None:
     path = tmp_path / 'data'
     path.write_bytes(content)
-    with pytest.raises(SystemExit) as exited:
-        state.load_or_exit(path)
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count('\n') == 1 and 'DEPLOYWATCH_STATE_FILE' in err and 'not a deploywatch state file' in err
+    with pytest.raises(Misconfigured) as refused:
+        state.load_usable(path)
+    line = str(refused.value)
+    assert '\n' not in line and 'DEPLOYWATCH_STATE_FILE' in line and 'not a deploywatch state file' in line
     assert path.read_bytes() == content
 
 
 @pytest.mark.parametrize('where', ['directory', 'no-folder'])
-def test_load_or_exit_refuses_a_path_no_save_could_write(
-        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+def test_load_usable_refuses_a_path_no_save_could_write(tmp_path: pathlib.Path, where: str) -> None:
     path = tmp_path if where == 'directory' else tmp_path / 'missing' / 'state'
-    with pytest.raises(SystemExit):
-        state.load_or_exit(path)
-    assert capsys.readouterr().err.count('\n') == 1
+    with pytest.raises(Misconfigured, match='DEPLOYWATCH_STATE_FILE'):
+        state.load_usable(path)
 
 
-def test_load_or_exit_takes_its_own_files_and_empty_ones(tmp_path: pathlib.Path) -> None:
+def test_load_usable_takes_its_own_files_and_empty_ones(tmp_path: pathlib.Path) -> None:
     path = tmp_path / 'state'
-    assert state.load_or_exit(path) is None  # not there yet
+    assert state.load_usable(path) is None  # not there yet
     path.write_bytes(b'')
-    assert state.load_or_exit(path) is None
+    assert state.load_usable(path) is None
     state.save(path, PRINTED)
-    assert state.load_or_exit(path) == state.Saved(PRINTED)
+    assert state.load_usable(path) == state.Saved(PRINTED)
     path.write_bytes(path.read_bytes()[:40])  # torn, but ours: ignored with a warning, not refused
-    assert state.load_or_exit(path) is None
+    assert state.load_usable(path) is None
 
 
 def test_the_settings_that_shaped_the_objects_are_saved_and_a_mismatch_makes_them_unknown(
@@ -175,7 +172,7 @@ def test_the_settings_that_shaped_the_objects_are_saved_and_a_mismatch_makes_the
     """Issue 20, item 7: kept unredacted, restored redacted (or the other way): versions only."""
     path = tmp_path / 'state'
     state.save(path, PRINTED, shaping={'redact': False}, unknown={'u-2'})
-    saved = state.load_or_exit(path)
+    saved = state.load_usable(path)
     assert saved == state.Saved(PRINTED, {'redact': False}, frozenset({'u-2'}))
     assert saved.unknown_under({'redact': False}) == {'u-2'}  # still unknown from a run before
     assert saved.unknown_under({'redact': True}) == {'u-1', 'u-2'}
@@ -187,7 +184,7 @@ def test_a_file_that_records_no_settings_is_read_as_redacted(tmp_path: pathlib.P
     body = b''.join(key.encode() + b'\t' + data + b'\n' for key, data in PRINTED.items())
     header = {'format': 'deploywatch-state/2', 'checksum': hashlib.sha256(body).hexdigest()}
     path.write_bytes(json.dumps(header).encode() + b'\n' + body)
-    saved = state.load_or_exit(path)
+    saved = state.load_usable(path)
     assert saved is not None and saved.objects == PRINTED
     assert saved.unknown_under({'redact': True}) == set()
     assert saved.unknown_under({'redact': False}) == {'u-1', 'u-2'}

@@ -178,7 +178,7 @@ async def _drain(stream: AsyncIterator[Any]) -> None:
 def test_a_pause_cancels_a_watch_request_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     """A pause while a watch request waits for its answer cancels it, and the stream ends quietly."""
     hanging = Hanging()
-    monkeypatch.setattr('deploywatch.kube.listwatch.kopf_api.request', hanging)
+    monkeypatch.setattr('deploywatch.kube.kopfcompat.request', hanging)
 
     async def scenario() -> None:
         stopper = asyncio.get_running_loop().create_future()
@@ -197,7 +197,7 @@ def test_a_cancellation_during_a_pause_is_not_swallowed(monkeypatch: pytest.Monk
     pause and swallowed (this test: "DID NOT RAISE" before the fix), so the watch loop went on.
     """
     hanging = Hanging()
-    monkeypatch.setattr('deploywatch.kube.listwatch.kopf_api.request', hanging)
+    monkeypatch.setattr('deploywatch.kube.kopfcompat.request', hanging)
 
     async def scenario() -> None:
         stopper = asyncio.get_running_loop().create_future()
@@ -212,22 +212,17 @@ def test_a_cancellation_during_a_pause_is_not_swallowed(monkeypatch: pytest.Monk
     asyncio.run(scenario())
 
 
-class SlowToStop:
+class SlowToStop(watching.Gate):
     """
-    Kopf's ``operator_paused``, never on, whose pause waiter takes one more turn of the loop
-    to end once cancelled: the turn in which ``streaming_block`` awaits it after a watch ended.
+    The gate, never closed, whose waiter takes one more turn of the loop to end once
+    cancelled: the turn in which the loop's block awaits it after a watch ended.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.stopping = asyncio.Event()
 
-    def is_on(self) -> bool:
-        return False
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(())
-
-    async def wait_for(self, value: bool) -> None:
+    async def closed(self) -> None:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -243,15 +238,16 @@ class WatchedAgain(BaseException):
 def test_a_cancellation_while_a_failed_watch_closes_its_block_is_not_swallowed(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """
-    Issue 20, item 1: Kopf's ``streaming_block`` awaits its pause waiter in a ``finally`` that
-    suppresses CancelledError, so Kopf's own cancellation at SIGTERM, landing in that turn after
-    a watch failed, was swallowed: the loop slept its backoff and watched again, forever.
+    Issue 20, item 1: a block that awaits its pause waiter in a ``finally`` suppressing
+    CancelledError (as Kopf's ``streaming_block`` does) swallows Kopf's own cancellation at
+    SIGTERM landing in that turn after a watch failed: the loop slept its backoff and
+    watched again, forever.
     """
     async def fetch_objs(**_: Any) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         yield [], '1'
 
     async def watch_objs(**_: Any) -> AsyncIterator[dict[str, Any]]:
-        if toggles.stopping.is_set():
+        if gate.stopping.is_set():
             raise WatchedAgain()
         await asyncio.sleep(0)  # the request goes out: the pause waiter starts meanwhile
         raise watching.OddStream('the watch broke')
@@ -260,18 +256,22 @@ def test_a_cancellation_while_a_failed_watch_closes_its_block_is_not_swallowed(
     async def deliver(*_: Any) -> None:
         pass
 
+    async def paused_by(_: Any) -> None:
+        pass
+
     monkeypatch.setattr(streaming, 'fetch_objs', fetch_objs)
     monkeypatch.setattr(streaming, 'watch_objs', watch_objs)
-    toggles = SlowToStop()
+    gate = SlowToStop()
 
     async def scenario() -> None:
         stream = watching.supervise(
-            deliver=deliver, unlisted=lambda namespace, listed: [], replaced=lambda obj: [],
-            before_exit=lambda: None, settings=kopf.OperatorSettings(),
-            resource=kopf.Resource('apps', 'v1', 'deployments'), namespace='default',
-            operator_paused=toggles)
+            outlet=watching.Outlet(deliver=deliver, unlisted=lambda namespace, listed: [],
+                                   replaced=lambda obj: [], gate=gate, forbidden=lambda error: None,
+                                   paused_by=paused_by),
+            settings=kopf.OperatorSettings(), resource=kopf.Resource('apps', 'v1', 'deployments'),
+            namespace='default')
         task = asyncio.create_task(_drain(stream))
-        await toggles.stopping.wait()  # the watch failed: its block awaits the waiter it cancelled
+        await gate.stopping.wait()  # the watch failed: its block awaits the waiter it cancelled
         task.cancel()  # what Kopf does at SIGTERM
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, timeout=5)
