@@ -405,7 +405,8 @@ def _needs_relist(code: object, status: object) -> bool:
         return False
     details = status.get('details', status)
     causes = details.get('causes') if isinstance(details, dict) else None
-    return code == 504 and any(isinstance(c, dict) and c.get('reason') == TOO_LARGE for c in causes or ())
+    return code == 504 and isinstance(causes, list) and any(
+        isinstance(c, dict) and c.get('reason') == TOO_LARGE for c in causes)
 
 
 def _with_backoffs(settings: Any, backoffs: tuple[float, ...]) -> Any:

@@ -137,8 +137,10 @@ def test_other_codes_resume_even_with_the_too_large_cause(code: object) -> None:
     {'details': {'causes': None}}, {'details': {'causes': 'ResourceVersionTooLarge'}},
     {'details': {'causes': [TOO_LARGE, None, 7, ['reason', TOO_LARGE]]}},
     {'details': {'causes': [{'reason': None}, {'no reason': TOO_LARGE}]}},
+    {'details': {'causes': 5}}, {'causes': 5}, {'causes': {'reason': TOO_LARGE}},
 ], ids=['string', 'list', 'number', 'details a string', 'details a list', 'causes null', 'causes a string',
-        'causes not maps', 'causes without the reason'])
+        'causes not maps', 'causes without the reason', 'causes a number', 'causes a number, no details',
+        'causes a map'])
 def test_malformed_details_resume_rather_than_raise(status: Any) -> None:
     """A broken server's body is no evidence of anything: resume, as for any other 504."""
     assert not loop._needs_relist(504, status)
