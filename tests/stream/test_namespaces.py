@@ -76,10 +76,12 @@ def test_a_namespace_deleted_while_its_watch_is_paused_ends_its_deployments(
                               '--debug', env={'DEPLOYWATCH_RESYNC_SECONDS': '1'}, kubeconfig=globs)
     operator.wait_for(_in(doomed, 'ADDED'), what=f'ADDED in {doomed}')
     operator.wait_for_count(_in(bulk, 'ADDED'), 25, what=f'ADDED in {bulk}')
-    mark = len(operator.stderr)
     operator.pause_reading()  # the next RESYNC round fills stdout: the watches pause, and stay paused
-    paused = f"Pausing the watch-stream for deployments.v1.apps in '{doomed}'"  # Kopf's, with --debug
-    eventually(lambda: paused in operator.stderr[mark:], what=f'the watch of {doomed} paused')
+    # Paused now: its last pause came after stdout last caught up. The listing may have paused
+    # it already (a slow reader of its 5 MB), so a pause before this point counts too.
+    paused = f"Pausing the watch-stream for deployments.v1.apps in '{doomed}'"  # with --debug
+    eventually(lambda: operator.stderr.rfind(paused) > operator.stderr.rfind('stdout is keeping up again'),
+               what=f'the watch of {doomed} paused')
 
     cluster.delete_namespace(doomed)
     eventually(lambda: not cluster.namespace_exists(doomed), what=f'{doomed} gone', timeout=90)
