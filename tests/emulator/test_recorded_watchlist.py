@@ -379,3 +379,23 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> Non
     while not condition():
         assert time.monotonic() < deadline, f'timed out waiting for {what}'
         time.sleep(0.01)
+
+
+def test_aiohttp_reads_the_emulators_gzipped_streaming_list() -> None:
+    """As a client of the emulator: aiohttp asks for ``gzip, deflate`` by default, gets v1.37's
+    members (several for the initial events), and yields every line."""
+    with ServerThread(ApiServer(version=versions.V1_37), garbage_collector=False) as server:
+        client = Client(server.url)
+        make(client, [{'namespace': 'wl', 'name': f'd{i:03}', 'labels': {}} for i in range(120)])
+
+        async def main() -> tuple[str | None, list[Obj]]:
+            headers = {'Authorization': f'Bearer {client.token}'}
+            url = f'{server.url}{ALL}?{STREAMING}&resourceVersion=&timeoutSeconds=2'
+            async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+                return (response.headers.get('Content-Encoding'),
+                        [json.loads(line) async for line in response.content])
+
+        encoding, events = asyncio.run(main())
+    assert encoding == 'gzip'
+    assert [e['type'] for e in events] == ['ADDED'] * 120 + ['BOOKMARK']
+    assert has_end(events[-1:])
