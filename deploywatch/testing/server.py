@@ -31,6 +31,15 @@ annotated ``k8s.io/initial-events-end``. It ends after ``timeoutSeconds`` or,
 when none is asked for, after a random time between one and two
 ``min_request_timeout`` (the apiserver's ``--min-request-timeout`` behaviour).
 
+A watch that names ``sendInitialEvents`` is a streaming list (KEP-3157), validated and
+served as the version does (``watchlist``, ``_watch_list``, ``v1.3*/watchlist-*.json``): on
+v1.34+ the ADDEDs in storage-key order, the BOOKMARK annotated ``k8s.io/initial-events-end``
+at the cluster's resourceVersion, a first look for a BOOKMARK at the cacher's ~1 s bookmark
+timer, and on v1.37 gzip, one member per flush, for a client that accepts it; a 422 with the
+``ListOptions`` causes where the version (v1.24, v1.28) or the ``WatchList`` gate
+(``ApiServer(watch_list=False)``) refuses it. A watch that does not name it is served as
+before.
+
 Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
 ones do.
 """
@@ -46,7 +55,7 @@ from typing import Any
 
 from aiohttp import web
 
-from deploywatch.testing import kinds, labels, versions
+from deploywatch.testing import kinds, labels, versions, watchlist
 from deploywatch.testing.access import ADMIN, RequestLog, User
 from deploywatch.testing.errors import ApiError
 from deploywatch.testing.faults import Cut, Faults, WatchCut
@@ -62,6 +71,7 @@ Middleware = Callable[[web.Request, Any], Any]
 
 STALL_POLL = 0.05  # seconds between looks at a stalled watch's fault
 PRE_TIMEOUT_BOOKMARK = 2.0  # the cacher's last BOOKMARK comes this long before the watch's deadline
+GZIP_INITIAL_EVENTS = 50  # initial events per gzip member (recorded: 12 to 73, as the cacher's queue held)
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=json.dumps(body, separators=(',', ':')),
@@ -77,12 +87,17 @@ class ApiServer:
             min_request_timeout: float = 1800.0,
             version: versions.KubeVersion | None = None,
             cache_refresh_interval: float | None = None,
+            watch_list: bool | None = None,
+            bookmark_timer: float = 1.0,
     ) -> None:
         """``version``: the kube-apiserver to answer as (``versions``), for a store made here;
         a given store brings its own. ``cache_refresh_interval``: how often the watch caches
         catch up with the store where the version's cacher follows the cluster
         (``Store.refresh_watch_cache``; kube-apiserver: every 1 to 1.5 minutes); by default
-        every ``bookmark_interval`` (the cacher's minute), ``0``: only when a LIST or a test asks."""
+        every ``bookmark_interval`` (the cacher's minute), ``0``: only when a LIST or a test asks.
+        ``watch_list``: the ``WatchList`` feature gate (``--feature-gates=WatchList=false``), by default
+        the version's (``KubeVersion.watch_list``). ``bookmark_timer``: the cacher's bookmark timer
+        (~1 s), when a streaming list gets its first look (``_watch``)."""
         self.store = store if store is not None else Store(version=version or versions.DEFAULT)
         self.log = RequestLog()
         self.users: dict[str, User] = {ADMIN_TOKEN: User('admin', ADMIN_TOKEN, ADMIN)}
@@ -90,6 +105,8 @@ class ApiServer:
         self.cache_refresh_interval = (bookmark_interval if cache_refresh_interval is None
                                        else cache_refresh_interval)
         self.min_request_timeout = min_request_timeout
+        self.watch_list = self.store.version.watch_list if watch_list is None else watch_list
+        self.bookmark_timer = bookmark_timer
         self._refresher: asyncio.Task[None] | None = None
         self.faults = Faults()
         self._watches: set[asyncio.Task[Any]] = set()
@@ -155,7 +172,10 @@ class ApiServer:
                                             namespace=route.namespace)
                 if verb == 'watch':
                     selector = self._selector(request)
+                    options = self._list_options(request, watch=True)
                     log(200)  # logged as it starts: a watch may last for minutes
+                    if options.explicit:
+                        return await self._watch_list(request, resource, route.namespace, selector, options)
                     return await self._watch(request, resource, route.namespace, selector)
                 response = await self._serve(request, verb, route, resource)
             log(response.status)
@@ -185,6 +205,7 @@ class ApiServer:
         agent = request.headers.get('User-Agent', 'unknown')
         manager = request.query.get('fieldManager') or agent.split('/')[0]
         if verb == 'list':
+            self._list_options(request, watch=False)  # a 422 if it names sendInitialEvents
             if not request.query.get('resourceVersion') and not request.query.get('continue'):
                 store.refresh_watch_cache(resource)  # a consistent LIST waits for a fresh watch cache
             return _json(store.list_objects(
@@ -227,6 +248,11 @@ class ApiServer:
         except labels.SelectorError as error:
             raise ApiError.bad_request(str(error)) from None
 
+    def _list_options(self, request: web.Request, *, watch: bool) -> watchlist.ListOptions:
+        """The streaming-list options of a WATCH or LIST (``watchlist.parse``), or its 422."""
+        return watchlist.parse(request.query, watch=watch, gate=self.watch_list,
+                               knows_send_initial_events=self.store.version.knows_send_initial_events)
+
     async def _scale(self, request: web.Request, verb: str, namespace: str, name: str,
                      manager: str) -> web.Response:
         """``/scale`` of a Deployment: an ``autoscaling/v1`` Scale in and out (``v1.*/scale.json``)."""
@@ -267,7 +293,8 @@ class ApiServer:
             events = self._initial_events(resource, namespace, selector, since)
             # The watch's own version: a BOOKMARK needs a change after it ("0": from now on).
             start = self.store.resource_version if since == '0' else int(since)
-            if since == '0' and bookmarks and self.store.version.initial_events_end_bookmark:
+            if since == '0' and bookmarks and self.store.version.initial_events_end_bookmark\
+                    and self.watch_list:
                 # WatchList (v1.34+) gives such a watch sendInitialEvents=true: its ADDEDs end with
                 # a BOOKMARK so annotated (v1.*/watch-bookmarks-no-version.json).
                 end = kinds.bookmark(resource, str(start), version=self.store.version)
@@ -302,6 +329,114 @@ class ApiServer:
                 self._watches.discard(task)
         return response
 
+    async def _watch_list(self, request: web.Request, resource: ResourceType, namespace: str | None,
+                          selector: labels.Selector, options: watchlist.ListOptions) -> web.StreamResponse:
+        """
+        A watch that names ``sendInitialEvents`` (validated: ``watchlist.parse``), as the cacher
+        serves it (``storage/cacher/cacher.go``, ``v1.3*/watchlist-*.json``).
+
+        ``sendInitialEvents=true``: the watch cache first catches up with the cluster
+        (``waitUntilWatchCacheFreshAndForceAllEvents``: a consistent read); then an ADDED per
+        object, each at its own resourceVersion, in the order of their storage keys
+        (``namespace/name``: ``wl-other/batch`` before ``wl/api``); with ``allowWatchBookmarks``
+        then a BOOKMARK annotated ``k8s.io/initial-events-end`` at the cache's resourceVersion
+        (``setInitialEventsEndBookmarkIfRequested``: a LIST's, ``list_before``), whatever the
+        requested resourceVersion (``""``, ``"0"``, a LIST's: ``watchlist-accepted.json``); the
+        watch goes on from there. Such a watch's first look for a BOOKMARK comes at the
+        cacher's bookmark timer (``bookmark_timer``, ~1 s: ``cache_watcher.go``
+        ``nextBookmarkTime`` schedules it "immediately" until one is received), so a change
+        just after the initial events gets its BOOKMARK within a second (recorded 0.04 s /
+        0.64 s after the MODIFIED); the later looks are a ``bookmark_interval`` apart, as for
+        any watch. ``sendInitialEvents=false``: a watch from the requested resourceVersion, or
+        from the cluster's (``getWatchCacheResourceVersion``): no initial events.
+
+        gzip (``watchlist.accepts_gzip``, v1.37): the initial events in members of
+        ``GZIP_INITIAL_EVENTS``, the initial-events-end BOOKMARK closing the last (``watch.go``
+        flushes right after it), then one member per event (a quiet watch flushes each).
+        A fault's cut or count applies to a member as to a line.
+        """
+        query = request.query
+        timeout = (float(query['timeoutSeconds']) if query.get('timeoutSeconds')
+                   else random.uniform(self.min_request_timeout, 2 * self.min_request_timeout))
+        requested = query.get('resourceVersion', '')
+        if requested and not requested.isdigit():
+            # The cacher's ParseResourceVersion: an internal error, without a reason (watchlist-refused.json).
+            raise ApiError(500, '', f'resourceVersion: Invalid value: "{requested}": strconv.ParseUint: '
+                                    f'parsing "{requested}": invalid syntax')
+        if self.faults.take_empty():
+            return await _empty(request)
+        compressed = (options.is_watch_list and self.store.version.watch_list_compression
+                      and watchlist.accepts_gzip(request.headers.get('Accept-Encoding', '')))
+        queue: asyncio.Queue[Change] = asyncio.Queue()
+        unsubscribe = self.store.subscribe(queue.put_nowait)
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
+        batches: list[list[Obj]] = []
+        start = 0
+        try:
+            if self.faults.take_expiration():
+                raise ApiError.expired_watch(int(requested or 0), self.store.oldest)
+            batches, start = self._watch_list_start(resource, namespace, selector, options, requested,
+                                                    compressed=compressed)
+        except ApiError as error:
+            batches = [[{'type': 'ERROR', 'object': error.status()}]]
+            timeout = 0
+
+        headers = {'Content-Type': 'application/json'}
+        if compressed:
+            headers.update({'Content-Encoding': 'gzip', 'Vary': 'Accept-Encoding'})
+        response = web.StreamResponse(status=200, headers=headers)
+        response.enable_chunked_encoding()
+        sender = _Sender(request, response, self.faults, compressed=compressed)
+        try:
+            await sender.unstalled()
+            await response.prepare(request)
+            if (odd := self.faults.take_odd_line()) is not None:
+                await response.write(odd)
+            for batch in batches:
+                await sender.send(*map(_line, batch))
+            if timeout:
+                await self._stream(sender, queue, resource=resource, namespace=namespace, selector=selector,
+                                   bookmarks=options.bookmarks, timeout=timeout, start=start,
+                                   first_look=self.bookmark_timer if options.is_watch_list else None)
+            await response.write_eof()
+        except _StreamCut:
+            if sender.cut_cleanly:
+                await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            unsubscribe()
+            if task is not None:
+                self._watches.discard(task)
+        return response
+
+    def _watch_list_start(self, resource: ResourceType, namespace: str | None, selector: labels.Selector,
+                          options: watchlist.ListOptions, requested: str, *,
+                          compressed: bool) -> tuple[list[list[Obj]], int]:
+        """A ``_watch_list``'s first events, in batches (gzip members), and the watch's resourceVersion."""
+        if not options.send_initial_events:
+            since = requested if requested not in ('', '0') else str(self.store.resource_version)
+            replayed = self._initial_events(resource, namespace, selector, since)
+            return [[event] for event in replayed], int(since)
+        self.store.refresh_watch_cache(resource)
+        start = self.store.resource_version
+        objects = sorted((obj for obj in self.store.current(resource)
+                          if (namespace is None or obj['metadata'].get('namespace') == namespace)
+                          and selector.matches(obj)), key=_storage_key)
+        added = [{'type': 'ADDED', 'object': obj} for obj in objects]
+        size = GZIP_INITIAL_EVENTS if compressed else 1
+        batches = [added[i:i + size] for i in range(0, len(added), size)]
+        if options.bookmarks:
+            end = kinds.bookmark(resource, str(start), version=self.store.version)
+            end['metadata']['annotations'] = {watchlist.INITIAL_EVENTS_END: 'true'}
+            if compressed and batches:
+                batches[-1].append({'type': 'BOOKMARK', 'object': end})
+            else:
+                batches.append([{'type': 'BOOKMARK', 'object': end}])
+        return batches, start
+
     def _initial_events(self, resource: ResourceType, namespace: str | None, selector: labels.Selector,
                         since: str) -> list[Obj]:
         if since == '0':
@@ -317,7 +452,7 @@ class ApiServer:
 
     async def _stream(self, sender: '_Sender', queue: 'asyncio.Queue[Change]', *,
                       resource: ResourceType, namespace: str | None, selector: labels.Selector,
-                      bookmarks: bool, timeout: float, start: int) -> None:
+                      bookmarks: bool, timeout: float, start: int, first_look: float | None = None) -> None:
         """
         The watch's events, and its BOOKMARKs as kube-apiserver's cacher sends them.
 
@@ -325,7 +460,8 @@ class ApiServer:
         each look, and 2 s before its deadline; it sends a BOOKMARK with the last resourceVersion
         it processed for the resource type (any namespace, any labels; from v1.34 also one its
         watch cache caught up with, ``Store.watch_cache_version``), and only when that is
-        newer than the watch's ``start`` (``v1.*/watch-bookmarks-*.json``). ``last`` is that
+        newer than the watch's ``start`` (``v1.*/watch-bookmarks-*.json``); ``first_look``: a
+        streaming list's first look comes this soon instead (``_watch_list``). ``last`` is that
         version as this stream has taken the changes off its queue, so that a BOOKMARK never
         overtakes an event still to be sent.
         """
@@ -338,6 +474,8 @@ class ApiServer:
             return look if bookmarks and look >= now else None
 
         next_bookmark = next_look(loop.time())
+        if first_look is not None and next_bookmark is not None:
+            next_bookmark = min(next_bookmark, loop.time() + first_look)
         while (now := loop.time()) < deadline:
             # The timer's firing is the look: asyncio fires one up to its clock's resolution early,
             # so comparing the clock with the look again could wait on a clock that does not move.
@@ -387,7 +525,9 @@ class _Sender:
     at its next line and is cut after ``after`` more lines.
     """
 
-    def __init__(self, request: web.Request, response: web.StreamResponse, faults: Faults) -> None:
+    def __init__(self, request: web.Request, response: web.StreamResponse, faults: Faults, *,
+                 compressed: bool = False) -> None:
+        self._compressed = compressed
         self._request = request
         self._response = response
         self._faults = faults
@@ -398,7 +538,15 @@ class _Sender:
         while self._faults.stalled:
             await asyncio.sleep(STALL_POLL)
 
-    async def send(self, line: bytes) -> None:
+    async def send(self, *lines: bytes) -> None:
+        """The lines, a chunk each; gzipped: one gzip member of them all, one chunk (a "line" to a fault)."""
+        if self._compressed:
+            await self._send(watchlist.gzip_member(list(lines)))
+            return
+        for line in lines:
+            await self._send(line)
+
+    async def _send(self, line: bytes) -> None:
         await self.unstalled()
         if self._cut is None and (cut := self._faults.take_cut()) is not None:
             self._cut, self._until_cut = cut, cut.after
@@ -407,7 +555,8 @@ class _Sender:
                 if self._cut.how in (Cut.MID_LINE, Cut.HALF_LINE):
                     await self._response.write(line[: len(line) // 2])
                 if self._cut.how is Cut.MID_CHAR:
-                    await self._response.write(_to_mid_char(line))
+                    half = line[: len(line) // 2] if self._compressed else _to_mid_char(line)
+                    await self._response.write(half)
                 if self._cut.how in (Cut.MID_LINE, Cut.RESET) and self._request.transport is not None:
                     self._request.transport.abort()
                 raise _StreamCut()
@@ -427,6 +576,13 @@ def _to_mid_char(line: bytes) -> bytes:
     raw = json.dumps(json.loads(line), separators=(',', ':'), ensure_ascii=False).encode()
     first = next((i for i, byte in enumerate(raw) if byte >= 0x80), None)
     return raw[: first + 1] if first is not None else line[: len(line) // 2]
+
+
+def _storage_key(obj: Obj) -> str:
+    """Where etcd keeps an object, which orders a watch cache's objects: ``namespace/name``."""
+    metadata = obj['metadata']
+    name: str = metadata['name']
+    return f'{metadata["namespace"]}/{name}' if metadata.get('namespace') else name
 
 
 def _line(event: Obj) -> bytes:

@@ -36,6 +36,16 @@ class KubeVersion:
     """v1.37: a bad selector's key or value is "no more than 63 bytes", a key with two '/' not "a
     valid label key" (``api/validate/content``); v1.34: "63 characters", "a qualified name"
     (``v1.*/selector-refused.json``; v1.24 and v1.28, unrecorded, are given v1.34's words)."""
+    knows_send_initial_events: bool
+    """v1.27+: ``ListOptions`` has ``sendInitialEvents`` (KEP-3157); v1.24's decoder drops it and its
+    validation refuses any ``resourceVersionMatch`` on a watch (``watchlist``)."""
+    watch_list: bool
+    """v1.34+: the ``WatchList`` gate is on by default (beta): streaming lists are served
+    (``v1.3*/watchlist-*.json``); v1.28: alpha, off, refused with a 422. ``ApiServer(watch_list=)``
+    overrides it, as ``--feature-gates=WatchList=`` does (``v1.37/watchlist-gate-off.json``)."""
+    watch_list_compression: bool
+    """v1.37: ``WatchListCompression`` (beta, on since v1.37) gzips a streaming list whose client
+    accepts gzip, one member per flush (``v1.37/watchlist-gzip.json``); v1.34: never."""
 
     def version_body(self) -> dict[str, Any]:
         """``GET /version``, with the fields the recorded ``version.json`` has."""
@@ -53,21 +63,24 @@ V1_24 = KubeVersion(24, 'v1.24.17', 'go1.20.10', every_write_stamps_its_manager=
                     unversioned_watch_bookmarks=True, initial_events_end_bookmark=False,
                     cacher_follows_the_cluster=False, null_creation_timestamps=True,
                     compatibility_versions=False, terminating_replicas=False,
-                    label_errors_in_bytes=False)
+                    label_errors_in_bytes=False, knows_send_initial_events=False, watch_list=False,
+                    watch_list_compression=False)
 V1_28 = KubeVersion(28, 'v1.28.0', 'go1.20.7', every_write_stamps_its_manager=True,
                     unversioned_watch_bookmarks=False, initial_events_end_bookmark=False,
                     cacher_follows_the_cluster=False, null_creation_timestamps=True,
                     compatibility_versions=False, terminating_replicas=False,
-                    label_errors_in_bytes=False)
+                    label_errors_in_bytes=False, knows_send_initial_events=True, watch_list=False,
+                    watch_list_compression=False)
 V1_34 = KubeVersion(34, 'v1.34.4', 'go1.26.8', every_write_stamps_its_manager=True,
                     unversioned_watch_bookmarks=True, initial_events_end_bookmark=True,
                     cacher_follows_the_cluster=True, null_creation_timestamps=False,
                     compatibility_versions=True, terminating_replicas=False,
-                    label_errors_in_bytes=False)
-# v1.37 answers as v1.34 does, but for the deployment controller's terminatingReplicas and the
-# words of a bad selector's 400.
+                    label_errors_in_bytes=False, knows_send_initial_events=True, watch_list=True,
+                    watch_list_compression=False)
+# v1.37 answers as v1.34 does, but for the deployment controller's terminatingReplicas, the
+# words of a bad selector's 400, and gzip for a streaming list.
 V1_37 = dataclasses.replace(V1_34, minor=37, git_version='v1.37.2', terminating_replicas=True,
-                            label_errors_in_bytes=True)
+                            label_errors_in_bytes=True, watch_list_compression=True)
 RECORDED = {'v1.24': V1_24, 'v1.28': V1_28, 'v1.34': V1_34, 'v1.37': V1_37}
 """Every version recorded in ``tests/emulator/recordings``, by its folder's name."""
 DEFAULT = V1_37

@@ -143,15 +143,18 @@ class Client:
 # -- watching ------------------------------------------------------------------------------------
 
 class Watch:
-    """A watch read from a raw socket in a thread: status, headers, and every chunk as sent."""
+    """A watch read from a raw socket in a thread: status, headers, and every chunk as sent
+    (``lines`` and ``events`` read them as plain text: a gzipped stream's are its ``chunks``)."""
 
-    def __init__(self, url: str, path: str, token: str = ADMIN_TOKEN) -> None:
+    def __init__(self, url: str, path: str, token: str = ADMIN_TOKEN, *,
+                 headers: dict[str, str] | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
         assert parsed.hostname is not None and parsed.port is not None
+        extra = ''.join(f'{name}: {value}\r\n' for name, value in (headers or {}).items())
         self._socket = socket.create_connection((parsed.hostname, parsed.port), timeout=10)
         self._socket.sendall((f'GET {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n'
                               f'Authorization: Bearer {token}\r\nAccept: application/json\r\n'
-                              'User-Agent: Python-urllib/3.11\r\n\r\n').encode())
+                              f'User-Agent: Python-urllib/3.11\r\n{extra}\r\n').encode())
         self.status = 0
         self.headers: dict[str, str] = {}
         self.chunks: list[bytes] = []
