@@ -11,12 +11,22 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
+# A venv at its final path (a venv cannot be moved): the runtime stage copies it whole. First
+# the dependencies, exactly those of requirements.lock (`make lock`), each file checked
+# against its hash, and the build backend the next step uses, in a layer of their own that
+# a change of the code does not rebuild.
+COPY requirements.lock ./
+RUN python -m venv /opt/deploywatch \
+ && /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+      --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 # The package without its emulated API server (deploywatch/testing: .dockerignore, pyproject.toml).
 COPY deploywatch ./deploywatch
-# A venv at its final path (a venv cannot be moved): the runtime stage copies it whole.
-RUN python -m venv /opt/deploywatch \
- && /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check .
+# Only deploywatch itself (no dependency is resolved here: they are installed), built with
+# the locked setuptools; then the tools of the build leave the venv: the image runs no pip.
+RUN /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+      --no-build-isolation . \
+ && /opt/deploywatch/bin/pip uninstall --yes --disable-pip-version-check setuptools pip
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /opt/deploywatch /opt/deploywatch
