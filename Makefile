@@ -50,11 +50,18 @@ unit: $(STAMP) ## Only the fast tests that start no process
 # for `pip install --require-hashes` in the Dockerfile. pip-compile of pip-tools (dev extras).
 # LOCK_FLAGS=--upgrade-package=NAME refreshes one package only; the default, all of them.
 LOCK_FLAGS ?= --upgrade
-.PHONY: lock
+.PHONY: lock image audit
 lock: $(STAMP) ## Refresh requirements.lock (pip-compile --generate-hashes) from pyproject.toml's dependencies
 	CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
 	  --strip-extras --build-deps-for=wheel --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
 	  --output-file requirements.lock pyproject.toml
+
+image: $(STAMP) ## Build the Dockerfile with buildah (base from mmdebstrap, cached), its size and SBOM in build/image/ (installs the tools as root)
+	.ci/image
+
+audit: $(STAMP) ## Check requirements.lock against a vulnerability database (pip-audit: PyPI's, then OSV's)
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[image]'
+	.ci/audit
 
 .PHONY: e2e e2e-local
 e2e: $(STAMP) ## Only the real-cluster scenarios (pytest -m e2e), on the cluster of DEPLOYWATCH_E2E_KUBECONFIG
