@@ -1,10 +1,10 @@
 # deploywatch as a cluster operator image. Build: `docker build -t deploywatch .`
 # Run it in a cluster with the manifests: `kubectl apply -k manifests/` (docs/install.md).
 #
-# No container engine runs where deploywatch is developed, so tests/deploy/test_image.py
-# repeats this file without one: it copies the same files (by .dockerignore), runs the same
-# RUN line into a fresh venv, then the ENTRYPOINT and CMD below with this ENV, as USER, on a
-# read-only root filesystem, against the emulated API server. `hadolint Dockerfile` lints it.
+# Without Docker: `make image` builds this file as it is with buildah (a Debian base made by
+# mmdebstrap, passed as PYTHON_IMAGE), and tests/deploy/test_image_run.py runs the result
+# with podman as the manifests' pod against a real control plane (make e2e-local, CI).
+# tests/deploy/test_image.py lints it (hadolint) and checks its context and its lock.
 
 # The same Python minor as the tests run on; pinned to the patch release, slim Debian.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
