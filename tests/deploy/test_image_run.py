@@ -35,8 +35,9 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import kubernetes
 import pytest
 import yaml
 
@@ -301,7 +302,9 @@ def test_the_image_runs_as_the_manifests_pod_in_a_real_cluster(
 
 
 def _peers(admin: Admin) -> set[str]:
-    found = json.loads(admin.kubectl('get', 'clusterkopfpeering', 'deploywatch', '-o', 'json').stdout)
+    """The identities with a keep-alive in the peering object (through the API: polled)."""
+    found = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(admin.api).get_cluster_custom_object(
+        'kopf.dev', 'v1', 'clusterkopfpeerings', 'deploywatch'))
     return set(found.get('status') or {})
 
 
