@@ -3,7 +3,8 @@ The image, built by buildah and run by podman as a pod runs it, against a real c
 
 With ``DEPLOYWATCH_E2E_KUBECONFIG`` (an admin kubeconfig; ``make e2e-local`` starts one), the
 image is ``DEPLOYWATCH_E2E_IMAGE`` (``.ci/e2e-local`` builds it once, before the Kubernetes
-versions run) or, unset, the one ``.ci/image`` (``make image``) builds now. Each container runs
+versions run, and runs this file against v1.37 only: ``E2E_IMAGE_VERSIONS``) or, unset, the
+one ``.ci/image`` (``make image``) builds now. Each container runs
 as the shape's Deployment says, read from the built manifests, not from a copy here:
 
 * its command and args (the image's ENTRYPOINT and CMD unless the manifest replaces them),
