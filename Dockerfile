@@ -1,22 +1,32 @@
 # deploywatch as a cluster operator image. Build: `docker build -t deploywatch .`
 # Run it in a cluster with the manifests: `kubectl apply -k manifests/` (docs/install.md).
 #
-# No container engine runs where deploywatch is developed, so tests/deploy/test_image.py
-# repeats this file without one: it copies the same files (by .dockerignore), runs the same
-# RUN line into a fresh venv, then the ENTRYPOINT and CMD below with this ENV, as USER, on a
-# read-only root filesystem, against the emulated API server. `hadolint Dockerfile` lints it.
+# Without Docker: `make image` builds this file as it is with buildah (a Debian base made by
+# mmdebstrap, passed as PYTHON_IMAGE), and tests/deploy/test_image_run.py runs the result
+# with podman as the manifests' pod against a real control plane (make e2e-local, CI).
+# tests/deploy/test_image.py lints it (hadolint) and checks its context and its lock.
 
 # The same Python minor as the tests run on; pinned to the patch release, slim Debian.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
+# A venv at its final path (a venv cannot be moved): the runtime stage copies it whole. First
+# the dependencies, exactly those of requirements.lock (`make lock`), each file checked
+# against its hash, and the build backend the next step uses, in a layer of their own that
+# a change of the code does not rebuild.
+COPY requirements.lock ./
+RUN python -m venv /opt/deploywatch \
+ && /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+      --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 # The package without its emulated API server (deploywatch/testing: .dockerignore, pyproject.toml).
 COPY deploywatch ./deploywatch
-# A venv at its final path (a venv cannot be moved): the runtime stage copies it whole.
-RUN python -m venv /opt/deploywatch \
- && /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check .
+# Only deploywatch itself (no dependency is resolved here: they are installed), built with
+# the locked setuptools; then the tools of the build leave the venv: the image runs no pip.
+RUN /opt/deploywatch/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+      --no-build-isolation . \
+ && /opt/deploywatch/bin/pip uninstall --yes --disable-pip-version-check setuptools pip
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /opt/deploywatch /opt/deploywatch

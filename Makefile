@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint typecheck unit run clean
@@ -12,10 +12,13 @@ help: ## List the targets
 
 # -e, setuptools' default (lenient) editable install: it imports deploywatch from this tree,
 # deploywatch.testing included, which the wheel and the image leave out (docs/design.md).
-$(STAMP): pyproject.toml
+# Constrained to the image's versions (requirements.lock), without its hashes: pip would
+# otherwise require a hash of every dev tool and of the editable tree too.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	grep -E '^[A-Za-z0-9._-]+==' requirements.lock | cut -d' ' -f1 > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create .venv and install deploywatch with its dev tools
@@ -41,6 +44,24 @@ typecheck: $(STAMP) ## mypy --strict
 
 unit: $(STAMP) ## Only the fast tests that start no process
 	$(BIN)/pytest tests/unit tests/emulator
+
+# requirements.lock: the image's dependencies (pyproject.toml's, and the build backend for
+# `pip install --no-build-isolation .`), every version pinned with the hashes of its files,
+# for `pip install --require-hashes` in the Dockerfile. pip-compile of pip-tools (dev extras).
+# LOCK_FLAGS=--upgrade-package=NAME refreshes one package only; the default, all of them.
+LOCK_FLAGS ?= --upgrade
+.PHONY: lock image audit
+lock: $(STAMP) ## Refresh requirements.lock (pip-compile --generate-hashes) from pyproject.toml's dependencies
+	CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
+	  --strip-extras --build-deps-for=wheel --no-emit-index-url --no-emit-find-links $(LOCK_FLAGS) \
+	  --output-file requirements.lock pyproject.toml
+
+image: $(STAMP) ## Build the Dockerfile with buildah (base from mmdebstrap, cached), its size and SBOM in build/image/ (installs the tools as root)
+	.ci/image
+
+audit: $(STAMP) ## Check requirements.lock against a vulnerability database (pip-audit: PyPI's, then OSV's)
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[image]'
+	.ci/audit
 
 .PHONY: e2e e2e-local
 e2e: $(STAMP) ## Only the real-cluster scenarios (pytest -m e2e), on the cluster of DEPLOYWATCH_E2E_KUBECONFIG
