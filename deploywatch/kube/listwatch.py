@@ -2,14 +2,10 @@
 The LIST and WATCH requests of deploywatch's loop: Kopf's requests, decoded by orjson.
 
 ``deploywatch.kube.loop`` builds its loop from Kopf's ``fetch_objs`` and
-``watch_objs``. Both decode with the standard library (``json.loads`` of each
-watch line, aiohttp's ``response.json()`` of each LIST page), and that decoding
-was the largest single cost outside the tracker: for the bench's 5.8 KB
-Deployment, 108 us a watch line with ``json.loads``, 42 us with ``encoding.loads``; a
-LIST page of 500, 652 ms (median, with Kopf's heap) against 192 ms with
-:func:`encoding.loads` and the collector held off (on this project's 2-core machine, under
-other load). So this module has the two functions with the same signatures,
-doing what Kopf's do, except for the decoding:
+``watch_objs``. Both decode with the standard library, and that decoding was the
+largest single cost outside the tracker (docs/scale.md, "Where the time goes"). So
+this module has the two functions with the same signatures, doing what Kopf's do,
+except for the decoding:
 
 * every request is still Kopf's (``kopfcompat.request``), looked up at call time: its
   credentials (``@authenticated``: the login handlers, re-login on 401), its
@@ -23,9 +19,9 @@ doing what Kopf's do, except for the decoding:
   stream quietly;
 * lines are split by Kopf's ``iter_jsonlines``, so a response cut in the middle of
   a line still reaches the decoder without its newline and fails to decode, which
-  ``deploywatch.kube.loop`` turns into ``OddStream`` (a ``ValueError``, as before);
+  ``deploywatch.kube.loop`` turns into ``OddStream`` (a ``ValueError``);
 * what orjson refuses, or would decode differently, is decoded by ``json.loads``
-  as before (see ``encoding.loads``), so every document decodes to what it did:
+  (see ``encoding.loads``), so every document decodes to what it did:
   integers beyond 64 bits (which orjson makes floats), lone surrogate escapes
   (``"\\ud800"``: JSON allows them, UTF-8 cannot hold them), ``NaN``, ``1e400``.
   A line that neither decodes raises the standard library's error, as Kopf's did.
@@ -44,8 +40,8 @@ from deploywatch.base.encoding import loads
 from deploywatch.kube import kopfcompat
 
 # The inactivity timeout is restarted by an event only once this share of it has passed since
-# it last was: a silent stream still ends after 99-100 % of the timeout (70 s: 69.3-70 s), and
-# a burst does not pay asyncio a new timer per event (~6 us each, 2 % of an event's cost).
+# it last was: a silent stream still ends after 99-100 % of the timeout, and a burst does not
+# pay asyncio a new timer per event.
 RESTART_GRAIN = 0.01
 
 
@@ -54,16 +50,12 @@ def collector_held() -> Iterator[None]:
     """
     Python's cyclic garbage collector held off until the last block open ends.
 
-    A LIST page of 500 Deployments is some 100,000 new dicts and lists: the collector,
-    triggered every 700 allocations, walks them again and again while they are built
-    (and the whole heap in the full collections that follow): a page took 173 ms
-    to decode with it, 54 ms without (``json.loads``, a bare interpreter). Held only
-    while a page decodes, it still walked the whole page (10-15 ms) at the first
-    allocation after, and again in older generations as the page was delivered: 1.0 s
-    of the 9 s it took to print 20,000 bench Deployments. So ``deploywatch.kube.loop``
-    holds it for a whole listing. Decoded JSON and what is built from it hold no
-    reference cycles, so there is nothing to collect in them meanwhile; the collector
-    runs as usual after, when the pages are freed by reference counts alone.
+    A LIST page is some 100,000 new dicts and lists per 500 Deployments: the collector,
+    triggered every 700 allocations, walks them again and again while they are built and
+    delivered. So ``deploywatch.kube.loop`` holds it for a whole listing. Decoded JSON and
+    what is built from it hold no reference cycles, so there is nothing to collect in them
+    meanwhile; the collector runs as usual after, when the pages are freed by reference
+    counts alone (docs/scale.md has what it cost).
 
     The holds are counted, not nested: the watch loops of several namespaces list at once,
     on one event loop, and the collector comes back when the last of them is done. If
@@ -89,7 +81,7 @@ _holds = 0  # collector_held blocks open now
 def _json_body(response: aiohttp.ClientResponse, body: bytes) -> bytes:
     """
     The body, if it is JSON: aiohttp's ``response.json()`` check, without its decoding to
-    ``str`` (orjson reads bytes directly, and a 3 MB page as ``str`` costs it 60 % more).
+    ``str`` (orjson reads bytes directly, faster).
     """
     content_type = response.headers.get('Content-Type', '').lower()
     if 'json' not in content_type:
