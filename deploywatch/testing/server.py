@@ -44,13 +44,14 @@ Every response carries an ``Audit-Id`` header, a fresh uuid, as the recorded
 ones do.
 """
 import asyncio
+import contextlib
 import copy
 import json
 import pathlib
 import random
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -267,6 +268,21 @@ class ApiServer:
 
     # -- watching ------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _subscribed(self) -> Iterator[asyncio.Queue[Change]]:
+        """The store's changes from now on, for one watch, counted among the open watches."""
+        queue: asyncio.Queue[Change] = asyncio.Queue()
+        unsubscribe = self.store.subscribe(queue.put_nowait)
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
+        try:
+            yield queue
+        finally:
+            unsubscribe()
+            if task is not None:
+                self._watches.discard(task)
+
     async def _watch(self, request: web.Request, resource: ResourceType,
                      namespace: str | None, selector: labels.Selector) -> web.StreamResponse:
         query = request.query
@@ -281,53 +297,34 @@ class ApiServer:
 
         if self.faults.take_empty():
             return await _empty(request)
-        queue: asyncio.Queue[Change] = asyncio.Queue()
-        unsubscribe = self.store.subscribe(queue.put_nowait)
-        task = asyncio.current_task()
-        if task is not None:
-            self._watches.add(task)
-        start = 0
-        try:
-            if self.faults.take_expiration():
-                raise ApiError.expired_watch(int(since) if since.isdigit() else 0, self.store.oldest)
-            events = self._initial_events(resource, namespace, selector, since)
-            # The watch's own version: a BOOKMARK needs a change after it ("0": from now on).
-            start = self.store.resource_version if since == '0' else int(since)
-            if since == '0' and bookmarks and self.store.version.initial_events_end_bookmark\
-                    and self.watch_list:
-                # WatchList (v1.34+) gives such a watch sendInitialEvents=true: its ADDEDs end with
-                # a BOOKMARK so annotated (v1.*/watch-bookmarks-no-version.json).
-                end = kinds.bookmark(resource, str(start), version=self.store.version)
-                end['metadata']['annotations'] = {'k8s.io/initial-events-end': 'true'}
-                events.append({'type': 'BOOKMARK', 'object': end})
-        except ApiError as error:
-            events = [{'type': 'ERROR', 'object': error.status()}]
-            timeout = 0  # the error is the whole stream
+        with self._subscribed() as queue:
+            start = 0
+            try:
+                if self.faults.take_expiration():
+                    raise ApiError.expired_watch(int(since) if since.isdigit() else 0, self.store.oldest)
+                events = self._initial_events(resource, namespace, selector, since)
+                # The watch's own version: a BOOKMARK needs a change after it ("0": from now on).
+                start = self.store.resource_version if since == '0' else int(since)
+                if since == '0' and bookmarks and self.store.version.initial_events_end_bookmark\
+                        and self.watch_list:
+                    # WatchList (v1.34+) gives such a watch sendInitialEvents=true: its ADDEDs end with
+                    # a BOOKMARK so annotated (v1.*/watch-bookmarks-no-version.json).
+                    end = kinds.bookmark(resource, str(start), version=self.store.version)
+                    end['metadata']['annotations'] = {'k8s.io/initial-events-end': 'true'}
+                    events.append({'type': 'BOOKMARK', 'object': end})
+            except ApiError as error:
+                events = [{'type': 'ERROR', 'object': error.status()}]
+                timeout = 0  # the error is the whole stream
 
-        response = web.StreamResponse(status=200, headers={'Content-Type': 'application/json'})
-        response.enable_chunked_encoding()
-        sender = _Sender(request, response, self.faults)
-        try:
-            await sender.unstalled()  # a stalled server does not even answer
-            await response.prepare(request)
-            if (odd := self.faults.take_odd_line()) is not None:
-                await response.write(odd)
-            for event in events:
-                await sender.send(_line(event))
-            if timeout:
+            response = web.StreamResponse(status=200, headers={'Content-Type': 'application/json'})
+            sender = _Sender(request, response, self.faults)
+
+            async def then() -> None:
                 await self._stream(sender, queue, resource=resource, namespace=namespace,
                                    selector=selector, bookmarks=bookmarks, timeout=timeout, start=start)
-            await response.write_eof()
-        except _StreamCut:
-            if sender.cut_cleanly:
-                await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            unsubscribe()
-            if task is not None:
-                self._watches.discard(task)
-        return response
+
+            return await _answer(request, response, sender, [[event] for event in events],
+                                 then=then if timeout else None)
 
     async def _watch_list(self, request: web.Request, resource: ResourceType, namespace: str | None,
                           selector: labels.Selector, options: watchlist.ListOptions) -> web.StreamResponse:
@@ -367,50 +364,30 @@ class ApiServer:
             return await _empty(request)
         compressed = (options.is_watch_list and self.store.version.watch_list_compression
                       and watchlist.accepts_gzip(request.headers.get('Accept-Encoding', '')))
-        queue: asyncio.Queue[Change] = asyncio.Queue()
-        unsubscribe = self.store.subscribe(queue.put_nowait)
-        task = asyncio.current_task()
-        if task is not None:
-            self._watches.add(task)
-        batches: list[list[Obj]] = []
-        start = 0
-        try:
-            if self.faults.take_expiration():
-                raise ApiError.expired_watch(int(requested or 0), self.store.oldest)
-            batches, start = self._watch_list_start(resource, namespace, selector, options, requested,
-                                                    compressed=compressed)
-        except ApiError as error:
-            batches = [[{'type': 'ERROR', 'object': error.status()}]]
-            timeout = 0
+        with self._subscribed() as queue:
+            batches: list[list[Obj]] = []
+            start = 0
+            try:
+                if self.faults.take_expiration():
+                    raise ApiError.expired_watch(int(requested or 0), self.store.oldest)
+                batches, start = self._watch_list_start(resource, namespace, selector, options, requested,
+                                                        compressed=compressed)
+            except ApiError as error:
+                batches = [[{'type': 'ERROR', 'object': error.status()}]]
+                timeout = 0
 
-        headers = {'Content-Type': 'application/json'}
-        if compressed:
-            headers.update({'Content-Encoding': 'gzip', 'Vary': 'Accept-Encoding'})
-        response = web.StreamResponse(status=200, headers=headers)
-        response.enable_chunked_encoding()
-        sender = _Sender(request, response, self.faults, compressed=compressed)
-        try:
-            await sender.unstalled()
-            await response.prepare(request)
-            if (odd := self.faults.take_odd_line()) is not None:
-                await response.write(odd)
-            for batch in batches:
-                await sender.send(*map(_line, batch))
-            if timeout:
+            headers = {'Content-Type': 'application/json'}
+            if compressed:
+                headers.update({'Content-Encoding': 'gzip', 'Vary': 'Accept-Encoding'})
+            response = web.StreamResponse(status=200, headers=headers)
+            sender = _Sender(request, response, self.faults, compressed=compressed)
+
+            async def then() -> None:
                 await self._stream(sender, queue, resource=resource, namespace=namespace, selector=selector,
                                    bookmarks=options.bookmarks, timeout=timeout, start=start,
                                    first_look=self.bookmark_timer if options.is_watch_list else None)
-            await response.write_eof()
-        except _StreamCut:
-            if sender.cut_cleanly:
-                await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            unsubscribe()
-            if task is not None:
-                self._watches.discard(task)
-        return response
+
+            return await _answer(request, response, sender, batches, then=then if timeout else None)
 
     def _watch_list_start(self, resource: ResourceType, namespace: str | None, selector: labels.Selector,
                           options: watchlist.ListOptions, requested: str, *,
@@ -500,6 +477,29 @@ class ApiServer:
                 await sender.send(_line(event))
 
 
+async def _answer(request: web.Request, response: web.StreamResponse, sender: '_Sender',
+                  batches: list[list[Obj]], *,
+                  then: Callable[[], Awaitable[None]] | None) -> web.StreamResponse:
+    """A watch's answer: 200, the first events (a chunk, or a gzip member, per batch), then the stream."""
+    response.enable_chunked_encoding()
+    try:
+        await sender.unstalled()  # a stalled server does not even answer
+        await response.prepare(request)
+        if (odd := sender.odd_line()) is not None:
+            await response.write(odd)
+        for batch in batches:
+            await sender.send(*map(_line, batch))
+        if then is not None:
+            await then()
+        await response.write_eof()
+    except _StreamCut:
+        if sender.cut_cleanly:
+            await response.write_eof()
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
+
+
 async def _empty(request: web.Request) -> web.StreamResponse:
     """A watch answered 200 that ends before its first event (``Faults.empty_watch``)."""
     response = web.StreamResponse(status=200, headers={'Content-Type': 'application/json'})
@@ -533,6 +533,10 @@ class _Sender:
         self._faults = faults
         self._cut: WatchCut | None = None
         self._until_cut = 0
+
+    def odd_line(self) -> bytes | None:
+        """A line armed to open the stream (``Faults.odd_line``), sent before any event."""
+        return self._faults.take_odd_line()
 
     async def unstalled(self) -> None:
         while self._faults.stalled:
