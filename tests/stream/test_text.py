@@ -126,6 +126,9 @@ def _display_width(line: str) -> int:
 
 
 ANNOTATIONS = 8  # changed at once: eight changes, far wider together than any terminal line
+# Terminal widths: each fits the fixed columns, a rollout change (a real cluster's controller
+# may add one to the same line) and at least one annotation change, never all eight.
+WIDE, NARROW = 280, 220
 
 
 def _annotated(cluster: Cluster, namespace: str) -> None:
@@ -141,18 +144,18 @@ def test_on_a_terminal_each_line_fits_its_width_and_says_how_many_changes_it_cut
         cluster: Cluster, start_operator: StartOperator) -> None:
     namespace = cluster.new_namespace()
     operator = _in_text(start_operator, namespace, tty=True)
-    operator.resize(240)  # before anything is printed: the namespace is still empty
+    operator.resize(WIDE)  # before anything is printed: the namespace is still empty
     _annotated(cluster, namespace)
     operator.wait_for_line(f'{namespace}/web')
     _change_every_annotation(cluster, namespace, 'after-two-')
     wide = operator.wait_for_line('after-two-')
-    operator.resize(190)  # the window narrowed: the next line follows it
+    operator.resize(NARROW)  # the window narrowed: the next line follows it
     _change_every_annotation(cluster, namespace, 'after-three')
     narrow = operator.wait_for_line('after-three')
 
-    for line, columns in [*((line, 240) for line in operator.lines[:3]), (narrow, 190)]:
+    for line, columns in [*((line, WIDE) for line in operator.lines[:3]), (narrow, NARROW)]:
         assert _display_width(line) <= columns, (columns, line)
-    fits = [(wide, 240, 'before-one→after-two-'), (narrow, 190, 'after-two-→after-three')]
+    fits = [(wide, WIDE, 'before-one→after-two-'), (narrow, NARROW, 'after-two-→after-three')]
     for line, columns, change in fits:
         shown = line.count('metadata.annotations.note-')
         cut = re.search(r'… \+(\d+)$', line)
