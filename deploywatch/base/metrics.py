@@ -56,6 +56,7 @@ class Metrics:
     listed: int = 0
     relists: int = 0
     relist_waits: int = 0  # relists that waited for the one before (RelistPace)
+    resync_rounds: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     last_heard: float | None = None  # Unix time of the last event or BOOKMARK of any watch
     watches: set[Watch] = dataclasses.field(default_factory=set)
     unwatched_since: float = dataclasses.field(default_factory=time.monotonic)  # start, or last watch's end
@@ -171,6 +172,9 @@ class Collector(_CollectorBase):
         yield CounterMetricFamily(PREFIX + 'relist_waits', 'Relists that waited first, because the one '
                                   'before was less than a minute ago (1 s, doubling up to 30 s)',
                                   value=m.relist_waits)
+        yield _by(PREFIX + 'resync_rounds', 'RESYNC rounds, by outcome: printed; cut (stopped part way: '
+                  'stdout behind, or a standby); skipped (the round before was cut: the watches go first)',
+                  'outcome', m.resync_rounds)
         yield _by(PREFIX + 'watch_restarts', 'Deployment watches restarted after a failure, by reason: '
                   'error (resumed), expired (410: listed again), forbidden (403)', 'reason', m.restarts)
         yield _by(PREFIX + 'api_errors', 'Failed requests of the Deployment watch loop, by HTTP status '

@@ -113,7 +113,6 @@ class Pause:
             logger.warning(f"stdout is keeping up again (at most {self.spool.peak / 2**20:.1f} MiB waited): "
                            "the Deployment watches resume where they paused.")
 
-    async def may_print(self) -> bool:
-        """For RESYNC: wait while stdout is behind; whether this replica may print."""
-        await self.gate.opened()
-        return self.leading and not self.spool.stopped
+    def may_print(self) -> bool:
+        """For RESYNC: whether this replica prints and stdout keeps up (the watches are not paused)."""
+        return self.leading and not self.spool.stopped and not self.gate.is_closed()

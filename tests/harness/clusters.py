@@ -98,6 +98,16 @@ class Cluster:
         return self._raw(self._apps.create_namespaced_deployment(namespace, cast(Any, body),
                                                                    _preload_content=False))
 
+    def create_big(self, namespace: str, count: int, *, size: int = 200_000) -> None:
+        """
+        ``big-0`` ... : ``size`` bytes of annotation each (a real server takes 256 KiB in all),
+        no pods (a real cluster would run them): lines that fill stdout and its spool fast.
+        """
+        for index in range(count):
+            body = factory.deployment(f'big-{index}', namespace=namespace, replicas=0)
+            body['metadata']['annotations'] = {'blob': str(index % 10) * size}
+            self.create(body)
+
     def get(self, namespace: str, name: str) -> Obj:
         return self._raw(self._apps.read_namespaced_deployment(name, namespace, _preload_content=False))
 

@@ -70,6 +70,7 @@ class OperatorProcess:
         self._reading = threading.Condition()
         self._paused = False
         self._allowance = 0  # lines a paused reader still takes (let_through)
+        self._pace = 0.0  # seconds the reader spends on each line (read_slowly)
         if command is None:
             assert kubeconfig is not None, 'kopf run needs a kubeconfig'
             command = [str(KOPF), 'run', str(HANDLERS), *args]
@@ -103,6 +104,9 @@ class OperatorProcess:
                 self._reading.wait_for(lambda: not self._paused or self._allowance > 0)
                 if self._paused:
                     self._allowance -= 1
+                pace = self._pace
+            if pace:
+                time.sleep(pace)  # a consumer slower than deploywatch, not a wait for anything
             if self._text:
                 with self._changed:
                     self.lines.append(raw.decode().rstrip('\r\n'))
@@ -139,9 +143,14 @@ class OperatorProcess:
             self._allowance += count
             self._reading.notify_all()
 
+    def read_slowly(self, pace: float) -> None:
+        """Take ``pace`` seconds over each line from now on: a consumer that reads, slowly."""
+        with self._reading:
+            self._pace = pace
+
     def resume_reading(self) -> None:
         with self._reading:
-            self._paused = False
+            self._paused, self._pace = False, 0.0
             self._reading.notify_all()
 
     def rss_bytes(self) -> int:

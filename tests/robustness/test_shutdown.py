@@ -55,14 +55,6 @@ def _big(driver: Driver, namespace: str, count: int) -> None:
         driver.inject(namespace, body)
 
 
-def _create_big(cluster: Cluster, namespace: str, count: int = BIG) -> None:
-    """Through the API, as any client: no pods (a real cluster would run them), 200 KB of annotation."""
-    for index in range(count):
-        body = factory.deployment(f'big-{index}', namespace=namespace, replicas=0)
-        body['metadata']['annotations'] = {'blob': str(index % 10) * BLOB}
-        cluster.create(body)
-
-
 def _behind(operator: OperatorProcess) -> bool:
     """
     Whether the watches are paused for stdout now: the writer's last word on it is that it is
@@ -85,9 +77,9 @@ def test_sigterm_while_behind_ends_the_process(cluster: Cluster, start_operator:
         operator.wait_for(of('first', 'ADDED'), what='ADDED')
         if when == 'between watches':  # the watch itself brings what fills stdout, then closes
             operator.pause_reading()
-            _create_big(cluster, namespace)
+            cluster.create_big(namespace, BIG, size=BLOB)
         else:  # RESYNC rounds fill stdout while a watch request waits for its answer
-            _create_big(cluster, namespace)
+            cluster.create_big(namespace, BIG, size=BLOB)
             operator.wait_for_count(lambda e: e['type'] == 'ADDED', BIG + 1, what='every ADDED read')
             proxy.hold()  # a silent partition: the next request gets no answer
             opened = proxy.connections
@@ -121,7 +113,7 @@ def test_a_failure_while_behind_ends_the_process_with_status_1(
     operator.wait_for(of('first', 'ADDED'), what='ADDED')
     eventually(path.exists, what='the first save')
     operator.pause_reading()
-    _create_big(cluster, namespace)
+    cluster.create_big(namespace, BIG, size=BLOB)
     eventually(lambda: _behind(operator), what='the watches paused for stdout')
 
     shutil.rmtree(folder)  # every later save fails: no such directory ...

@@ -15,7 +15,8 @@ import pytest
 from deploywatch.testing.factory import deployment
 from tests.conftest import StartOperator
 from tests.harness.clusters import Cluster
-from tests.harness.operator import Event, OperatorProcess, of
+from tests.harness.operator import Event, OperatorProcess, eventually, of
+from tests.harness.probes import free_port, scrape, value
 from tests.harness.reporting import report
 from tests.harness.wallclock import WallClock
 
@@ -93,6 +94,39 @@ def test_a_change_during_a_long_interval_is_printed_without_waiting_for_it(
     # resync tick, and no RESYNC was printed before it.
     operator.wait_for(of('busy', 'MODIFIED', resourceVersion=version), what='MODIFIED long before any resync')
     assert operator.matching(lambda e: e['type'] == 'RESYNC') == []
+
+
+BEHIND = 'stdout is not keeping up'
+
+
+def test_a_change_is_printed_while_a_slow_reader_takes_resync_rounds(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    """
+    Issue 20: RESYNC rounds bigger than stdout's spool, read more slowly than they come. Each
+    round waited for the spool to drain and refilled it at once, closing the paused watch's
+    request before its answer: a change waited as long as the rounds went on. Now a round
+    stops when stdout is behind and the next is skipped, and the change comes through.
+    """
+    namespace = cluster.new_namespace('slow')
+    cluster.create(deployment('first', namespace=namespace, replicas=0))
+    big = 30  # ~6 MB a round: past the spool's 4 MiB, and any pipe
+    cluster.create_big(namespace, big)
+    port = free_port()
+    operator = start_operator(f'--namespace={namespace}', env={'DEPLOYWATCH_RESYNC_SECONDS': '0.5',
+                                                               'DEPLOYWATCH_METRICS_PORT': str(port)})
+    operator.wait_for_count(lambda e: e['type'] == 'ADDED', big + 1, what='every ADDED')
+    behind = operator.stderr.count(BEHIND)  # the listing itself may have been behind
+    operator.read_slowly(0.05)  # ~4 MB/s: a third of what the rounds bring
+    eventually(lambda: operator.stderr.count(BEHIND) > behind, what='stdout behind the rounds')
+    read = len(operator.events)
+
+    version = cluster.patch(namespace, 'first', {'metadata': {'labels': {'changed': 'yes'}}})
+    operator.wait_for(of('first', 'MODIFIED', resourceVersion=version['metadata']['resourceVersion']),
+                      what='the change, between RESYNC rounds', after=read)
+    assert any(e['type'] == 'RESYNC' for e in operator.events[read:])  # the rounds went on meanwhile
+    rounds = scrape(port)
+    assert value(rounds, 'deploywatch_resync_rounds_total', {'outcome': 'cut'}) >= 1
+    assert value(rounds, 'deploywatch_resync_rounds_total', {'outcome': 'skipped'}) >= 1
 
 
 def _round(event: Event) -> int:

@@ -1,5 +1,6 @@
 """resync.resync_forever: RESYNC for live objects only, in batches, until cancelled."""
 import asyncio
+import collections
 import datetime
 import functools
 import io
@@ -178,34 +179,70 @@ def test_cancelling_the_task_stops_it() -> None:
     assert later == after_cancel  # nothing printed once cancelled
 
 
-def test_a_closed_gate_skips_the_round_and_an_open_one_prints_again() -> None:
-    """A paused replica prints no RESYNC; the round is skipped, not printed late."""
+def test_a_refused_round_stops_and_the_next_is_skipped_then_rounds_print_again() -> None:
+    """
+    Issue 20: a round that waited for stdout to catch up refilled it each time it did, and a
+    paused watch never got its request answered. Refused part way, a round stops there (not
+    printed late), the next one is skipped whole, and the one after prints from its start.
+    """
     tracker = tracker_with(BATCH + 10)
-    leading = False
+    refuse_at: int | None = BATCH + 5  # refused once, part way through a round
     asked = 0
+    rounds: collections.Counter[str] = collections.Counter()
 
-    async def gate() -> bool:
-        nonlocal asked
+    def may_print() -> bool:
+        nonlocal asked, refuse_at
         asked += 1
-        return leading
+        if refuse_at is not None and asked > refuse_at:
+            refuse_at = None
+            return False
+        return True
 
     async def scenario() -> Lines:
-        nonlocal leading
+        done = asyncio.Event()
+        lines = Lines(lambda count: done.set() if count >= 2 * BATCH + 15 else None)
+        task = asyncio.create_task(resync_forever(tracker=tracker, writer=LineWriter(lines),
+                                                  interval=INTERVAL, may_print=may_print, rounds=rounds))
+        try:
+            await asyncio.wait_for(done.wait(), timeout=5)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return lines
+
+    events = asyncio.run(scenario()).events()
+    uids = [event['uid'] for event in events]
+    assert uids[:BATCH + 5] == [f'u{index}' for index in range(BATCH + 5)]  # cut at the refusal
+    assert uids[BATCH + 5:2 * BATCH + 15] == [f'u{index}' for index in range(BATCH + 10)]  # a whole round
+    first, second = events[0]['id'].rsplit(':', 1)[1], events[BATCH + 5]['id'].rsplit(':', 1)[1]
+    assert int(second) >= int(first) + 2  # the round after the cut was skipped, not printed
+    assert rounds['cut'] == 1 and rounds['skipped'] == 1 and rounds['printed'] >= 1
+
+
+def test_a_standby_prints_no_round() -> None:
+    """A paused replica (a standby) prints no RESYNC: every round it meets is refused at once."""
+    tracker = tracker_with(3)
+    asked = 0
+    rounds: collections.Counter[str] = collections.Counter()
+
+    def standby() -> bool:
+        nonlocal asked
+        asked += 1
+        return False
+
+    async def scenario() -> Lines:
         lines = Lines()
         task = asyncio.create_task(resync_forever(tracker=tracker, writer=LineWriter(lines),
-                                                  interval=INTERVAL, gate=gate))
-        while asked < 5:  # five rounds asked, every one refused
-            await asyncio.sleep(INTERVAL)
-        assert lines.count == 0
-        leading = True
-        while lines.count < BATCH + 10:
+                                                  interval=INTERVAL, may_print=standby, rounds=rounds))
+        while rounds['skipped'] < 3:
             await asyncio.sleep(INTERVAL)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         return lines
 
-    events = asyncio.run(scenario()).events()
-    assert [event['uid'] for event in events[:BATCH + 10]] == [f'u{index}' for index in range(BATCH + 10)]
+    assert asyncio.run(scenario()).count == 0
+    assert asked == rounds['cut'] >= 3  # asked once a round it was not skipped
+    assert rounds['printed'] == 0
 
 
 def test_a_wall_clock_stepped_back_never_prints_a_round_again(monkeypatch: pytest.MonkeyPatch) -> None:
