@@ -392,8 +392,8 @@ class ApiServer:
         try:
             await sender.unstalled()
             await response.prepare(request)
-            if (odd := self.faults.take_odd_line()) is not None:
-                await response.write(odd)
+            if (odd := self.faults.take_odd_line()) is not None:  # a line of the body: gzipped in a gzip one
+                await response.write(watchlist.gzip_member([odd]) if compressed else odd)
             for batch in batches:
                 await sender.send(*map(_line, batch))
             if timeout:
