@@ -200,3 +200,30 @@ def test_a_gzipped_streaming_list_is_read_member_by_member(
     assert encoding == 'gzip'
     assert _streaming(_deployments(recorded, namespace)) and not _lists(_deployments(recorded, namespace))
     assert operator.stop() == 0
+
+
+@pytest.mark.parametrize('apiserver', [V1_37], indirect=True)
+def test_a_pause_during_the_initial_events_lists_again_and_prints_each_deployment_once(
+        apiserver: ServerThread, driver: Driver, start: Start) -> None:
+    """
+    A streaming list is a watch request, and stdout falling behind pauses it as any watch: the
+    response is closed, the listing is incomplete, and once the reader has caught up the
+    Deployments are listed again; the ones printed already are unchanged, so not printed twice.
+    """
+    namespace = driver.namespace('wlp')
+    names = [f'big-{n:03}' for n in range(400)]
+    for name in names:  # ~13 KB a line: 5 MB of initial ADDEDs, past the 4 MiB that pauses the watches
+        driver.create(namespace, name)
+        driver.patch(namespace, name, {'metadata': {'annotations': {'note': 'x' * 12_000}}})
+    operator = start(f'--namespace={namespace}', env=QUIET)
+    operator.pause_reading()  # before its first line: the listing outgrows what stdout holds
+    eventually(lambda: 'stdout is not keeping up' in operator.stderr, what='the watches paused', timeout=60)
+    operator.resume_reading()
+    operator.wait_for_count(lambda e: e['type'] == 'ADDED', len(names), what='every initial ADDED')
+    assert wait_until_consistent(operator, driver.truth) == []
+    added = sorted(e['name'] for e in operator.events if e['type'] == 'ADDED')
+    assert added == names  # each once, all initial
+    assert all(e['initial'] for e in operator.events if e['type'] == 'ADDED')
+    requests = _deployments(apiserver, namespace)
+    assert _lists(requests) == [] and len(_streaming(requests)) >= 2, requests  # the pause cut the first
+    assert operator.stop() == 0
