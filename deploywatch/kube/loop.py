@@ -33,6 +33,13 @@ watches running (``deploywatch.runtime.pause``). Kopf
 still runs everything else: the CLI, credentials, namespace observation and
 globs, peering, liveness, start-up and clean-up. In this loop:
 
+* a listing is a streaming list where the server offers it (KEP-3157, :class:`ListingMode`):
+  one watch request whose initial ADDEDs are the listing, ended by a BOOKMARK annotated
+  ``k8s.io/initial-events-end``, the same response going on as the watch; what ends it
+  before that BOOKMARK (an error, stdout's pause, the server) leaves the listing incomplete,
+  and it is listed again. Served from the watch cache, it spares the API server the pages
+  a LIST makes it build (client-go's informers list so since v0.35). A server that refuses
+  it gets paginated LISTs (Kopf's ``fetch_objs``) for the rest of the process;
 * after each complete listing, the objects the tracker knows in that namespace
   but the listing lacks are delivered as DELETED, marked inferred; the stream
   is handled in order, so it cannot overtake a MODIFIED of the same object;
