@@ -16,10 +16,14 @@ from aiohttp import web
 
 from deploywatch.testing import ApiServer, ServerThread, versions
 from deploywatch.testing.access import Request
+from deploywatch.testing.factory import deployment
+from tests.conftest import StartOperator
+from tests.harness.clusters import Cluster
 from tests.harness.driver import Driver
 from tests.harness.operator import Event, OperatorProcess, eventually, of
 from tests.harness.truth import wait_until_consistent
 from tests.robustness.conftest import Start
+from tests.robustness.test_compression import serves_streaming_lists
 from tests.robustness.test_disconnects import outage
 
 QUIET = {'DEPLOYWATCH_RESYNC_SECONDS': '0'}
@@ -226,4 +230,26 @@ def test_a_pause_during_the_initial_events_lists_again_and_prints_each_deploymen
     assert all(e['initial'] for e in operator.events if e['type'] == 'ADDED')
     requests = _deployments(apiserver, namespace)
     assert _lists(requests) == [] and len(_streaming(requests)) >= 2, requests  # the pause cut the first
+    assert operator.stop() == 0
+
+
+def test_the_listing_follows_what_the_server_offers_on_every_cluster(
+        cluster: Cluster, start_operator: StartOperator) -> None:
+    """
+    A real server too: v1.34+ with the WatchList gate on serves streaming lists and hears no
+    refusal; one started with ``--feature-gates=WatchList=false`` refuses (422), and deploywatch
+    says so in one line and lists with pages. Either way the stream starts whole and goes on.
+    """
+    namespace = cluster.new_namespace('wlr')
+    for name in ('a', 'b'):
+        cluster.create(deployment(name, namespace=namespace, replicas=0))
+    operator = start_operator(f'--namespace={namespace}', env=QUIET)
+    operator.wait_for_count(lambda e: e['type'] == 'ADDED' and e['initial'], 2, what='two initial ADDED')
+    cluster.create(deployment('c', namespace=namespace, replicas=0))
+    assert operator.wait_for(of('c', 'ADDED'), what='c, from the watch')['initial'] is False
+    refusals = [line for line in operator.stderr.splitlines() if REFUSED in line]
+    if cluster.emulated or serves_streaming_lists(cluster.kubeconfig):  # the emulator: as v1.37
+        assert refusals == [], refusals
+    else:
+        assert len(refusals) == 1 and '422' in refusals[0] and 'WatchList' in refusals[0], refusals
     assert operator.stop() == 0
