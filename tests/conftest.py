@@ -34,8 +34,9 @@ GLOB_RBAC_MANIFEST = MANIFESTS / 'components' / 'namespace-globs' / 'rbac.yaml'
 
 
 @pytest.fixture
-def apiserver() -> Iterator[ServerThread]:
-    server = ApiServer(bookmark_interval=1.0)
+def apiserver(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    """The emulated API server; ``ApiServer``'s options by indirect parametrization (``watch_list``)."""
+    server = ApiServer(bookmark_interval=1.0, **getattr(request, 'param', {}))
     # The identities Cluster.operator_kubeconfig hands out, as a real cluster's ServiceAccounts.
     plain = rules_from_manifest(RBAC_MANIFEST)
     globs = plain + rules_from_manifest(GLOB_RBAC_MANIFEST)

@@ -535,8 +535,12 @@ class _Sender:
         self._until_cut = 0
 
     def odd_line(self) -> bytes | None:
-        """A line armed to open the stream (``Faults.odd_line``), sent before any event."""
-        return self._faults.take_odd_line()
+        """
+        A line armed to open the stream (``Faults.odd_line``), sent before any event: in a gzip
+        body, a gzip member of its own (raw, no client could read the body at all).
+        """
+        odd = self._faults.take_odd_line()
+        return watchlist.gzip_member([odd]) if odd is not None and self._compressed else odd
 
     async def unstalled(self) -> None:
         while self._faults.stalled:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from deploywatch.testing import ServerThread
+from deploywatch.testing.access import Request
 from tests.conftest import MANIFESTS, OPERATOR_TOKEN
 from tests.harness.clusters import Cluster
 from tests.harness.driver import Driver
@@ -32,6 +33,20 @@ PEERING = 'deploywatch'
 GROUP, VERSION, PLURAL = 'kopf.dev', 'v1', 'clusterkopfpeerings'
 CRD = f'{PLURAL}.{GROUP}'
 Peers = Callable[[], dict[str, Any]]
+
+
+def is_listing(request: Request) -> bool:
+    """
+    A request that lists Deployments: a paginated LIST's page, or a streaming list (a watch);
+    a streaming list refused (422: the gate is off) lists nothing.
+    """
+    return request.resource == 'deployments' and request.status != 422 and (
+        request.verb == 'list' or (request.verb == 'watch' and 'sendInitialEvents=' in request.query))
+
+
+# The emulated server's WatchList gate: on (v1.37: deploywatch streams its listings), and off
+# (a 422: deploywatch lists with pages), for a test that holds for either kind of listing.
+LISTING_MODES = [pytest.param({}, id='streaming'), pytest.param({'watch_list': False}, id='pages')]
 
 
 @pytest.fixture

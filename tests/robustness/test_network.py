@@ -40,6 +40,7 @@ from tests.harness.operator import Event, OperatorProcess, eventually, of
 from tests.harness.proxy import Proxy
 from tests.harness.realk8s import ControlPlane
 from tests.harness.truth import wait_until_consistent
+from tests.robustness.conftest import is_listing
 
 Obj = dict[str, Any]
 
@@ -278,22 +279,31 @@ def _image(cluster: Cluster, namespace: str, name: str, image: str) -> Obj:
 
 def _listings(cluster: Cluster, *, since: float) -> int | None:
     """
-    How often the operator listed Deployments since ``since`` (first pages only): from the
+    How often the operator listed Deployments since ``since``: streaming lists (a watch with
+    ``sendInitialEvents``, not refused) and paginated LISTs (first pages only), from the
     emulator's request log, or the audit log of the loopback control plane (REALK8S_DIR)
     when it is the cluster under test; None when neither is at hand.
     """
     user = cluster.operator_user()
     if isinstance(cluster, EmulatedCluster):
         return sum(1 for r in list(cluster.server.server.log.by(user))
-                   if r.verb == 'list' and r.resource == 'deployments' and r.time >= since
-                   and 'continue=' not in r.query)
+                   if r.time >= since and is_listing(r) and 'continue=' not in r.query)
     plane = ControlPlane.from_environment()
     if plane is None or (identity.server_of(plane.directory / 'kubeconfig')
                          != identity.server_of(cluster.kubeconfig)):
         return None
-    return sum(1 for e in plane.audit(user, since=since)
-               if e.get('verb') == 'list' and e.get('objectRef', {}).get('resource') == 'deployments'
-               and 'continue=' not in e.get('requestURI', ''))
+    return sum(1 for e in plane.audit(user, since=since) if _lists(e))
+
+
+def _lists(entry: Obj) -> bool:
+    """An audit entry of a listing: a LIST's first page, or a streaming list that was not refused."""
+    uri = entry.get('requestURI', '')
+    if entry.get('objectRef', {}).get('resource') != 'deployments':
+        return False
+    if entry.get('verb') == 'list':
+        return 'continue=' not in uri
+    return (entry.get('verb') == 'watch' and 'sendInitialEvents=' in uri
+            and entry.get('responseStatus', {}).get('code') != 422)
 
 
 def _figures(test: str, **figures: object) -> None:
