@@ -232,16 +232,21 @@ async def _stream(url: str, *, settings: Any, stopper: Any,
     """
     task = asyncio.current_task()  # a done-callback runs outside any task: it is taken now
     assert task is not None
-    paused = False
+    paused = in_flight = False
 
     def cancel_request(_: Any) -> None:
+        # A done-callback is only scheduled when the stopper is done: by the time it runs, the
+        # answer may have come and this task gone on. Cancelled then, the task would take the
+        # pause's cancel for a stop, and the watch would end for good.
         nonlocal paused
-        paused = True
-        task.cancel()
+        if in_flight:
+            paused = True
+            task.cancel()
 
     if stopper is not None and not stopper.done():
         stopper.add_done_callback(cancel_request)
     try:
+        in_flight = True
         response = await kopfcompat.request('get', url, settings=settings, timeout=timeout,
                                           logger=kopfcompat.watch_logger)
     except asyncio.CancelledError:
@@ -250,6 +255,7 @@ async def _stream(url: str, *, settings: Any, stopper: Any,
             return
         raise  # anyone else's (Kopf's at SIGTERM) always wins
     finally:
+        in_flight = False
         if stopper is not None:
             stopper.remove_done_callback(cancel_request)
     if stopper is not None and stopper.done():

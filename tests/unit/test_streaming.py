@@ -195,6 +195,51 @@ def test_a_pause_cancels_a_watch_request_in_flight(monkeypatch: pytest.MonkeyPat
     asyncio.run(scenario())
 
 
+class Answered:
+    """kopf_api.request answered when the test says: a response the stream closes unread."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[Any] | None = None
+        self.closed = False
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.answer = asyncio.get_running_loop().create_future()
+        return await self.answer
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_pause_with_the_answer_does_not_cancel_what_follows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The answer and the pause in one turn of the loop, the answer first: the pause's done-callback
+    (cancel the request) ran after the task had its response and went on, and cancelled it there,
+    which the watch loop took for a stop: the Deployment watch ended for good (found on a real
+    server with the WatchList gate off: a change never printed in 30 s).
+    """
+    answered = Answered()
+    monkeypatch.setattr('deploywatch.kube.kopfcompat.request', answered)
+
+    async def watch_then_go_on(stopper: asyncio.Future[None]) -> str:
+        await _drain(streaming._stream('http://x', settings=None, stopper=stopper,
+                                       timeout=None))  # type: ignore[arg-type]
+        for _ in range(3):
+            await asyncio.sleep(0)  # the loop goes on: where a stray cancel would land
+        return 'went on'
+
+    async def scenario() -> str:
+        stopper = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(watch_then_go_on(stopper))
+        while answered.answer is None:
+            await asyncio.sleep(0)
+        answered.answer.set_result(answered)  # the answer comes ...
+        stopper.set_result(None)  # ... and the pause, in the same turn
+        return await asyncio.wait_for(task, timeout=5)
+
+    assert asyncio.run(scenario()) == 'went on'
+    assert answered.closed  # the pause closed the response, unread
+
+
 def test_a_cancellation_during_a_pause_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     Issue 20, item 1: with the stopper done, Kopf's cancellation at SIGTERM was taken for the
