@@ -173,7 +173,7 @@ class Collector(_CollectorBase):
                                   'before was less than a minute ago (1 s, doubling up to 30 s)',
                                   value=m.relist_waits)
         yield _by(PREFIX + 'resync_rounds', 'RESYNC rounds, by outcome: printed; cut (stopped part way: '
-                  'stdout behind, or a standby); skipped (the round before was cut: the watches go first)',
+                  'stdout behind); skipped (stdout had not kept up for an interval, or a standby)',
                   'outcome', m.resync_rounds)
         yield _by(PREFIX + 'watch_restarts', 'Deployment watches restarted after a failure, by reason: '
                   'error (resumed), expired (410: listed again), forbidden (403)', 'reason', m.restarts)

@@ -115,7 +115,7 @@ class Deploywatch:
             self._start(state.keep_saved(self.saver), name=SAVER_TASK)
         if self.settings.resync_seconds > 0:
             self._start(resync_forever(tracker=self.tracker, writer=self.spool,
-                                       interval=self.settings.resync_seconds, may_print=self.pause.may_print,
+                                       interval=self.settings.resync_seconds, kept_up=self.pause.kept_up,
                                        rounds=metrics.METRICS.resync_rounds),
                         name='RESYNC')
 

@@ -12,6 +12,7 @@ closed while stdout is behind.
 """
 import collections
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -52,6 +53,7 @@ class Pause:
         self.start = start
         self.toggles: Any = None  # Kopf's operator_paused, once a watch handed it over
         self.gate = Gate()
+        self.caught_up = -math.inf  # when stdout last caught up (monotonic): never behind yet
         self.leading = True
         self.deleted: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
 
@@ -110,9 +112,17 @@ class Pause:
                            "changes wait in the API server meanwhile, and nothing is lost.")
         else:
             self.gate.open()
+            self.caught_up = time.monotonic()
             logger.warning(f"stdout is keeping up again (at most {self.spool.peak / 2**20:.1f} MiB waited): "
                            "the Deployment watches resume where they paused.")
 
-    def may_print(self) -> bool:
-        """For RESYNC: whether this replica prints and stdout keeps up (the watches are not paused)."""
-        return self.leading and not self.spool.stopped and not self.gate.is_closed()
+    def kept_up(self) -> float:
+        """
+        For RESYNC: how long stdout has kept up, in seconds; 0 while it is behind or this replica
+        stands by. The bytes are read too, not only the gate: the lines written within one turn
+        of the loop wait for it to write them, and the spool tells of its pressure only then.
+        """
+        if (not self.leading or self.spool.stopped or self.gate.is_closed()
+                or self.spool.pending >= HIGH_WATER):
+            return 0.0
+        return time.monotonic() - self.caught_up

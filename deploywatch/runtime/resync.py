@@ -12,15 +12,16 @@ loop sleeps on the event loop's monotonic clock, so a wall-clock jump moves at m
 round, and a clock stepped back never makes a round's ids print twice. Between batches
 it yields to the event loop.
 
-A RESYNC says again what was said; a change must never wait behind it. Before each line the
-round asks ``may_print``: no while stdout is behind (the Deployment watches are paused) or
-this replica is a standby. Then the rest of the round is dropped, not printed late, and the
-next round is skipped too: a round that waited for the gate to open would refill stdout at
-once, each time it opened, and a paused watch would never get its request answered in
-between (issue 20). A reader slower than the rounds gets every other round, cut short.
+A RESYNC says again what was said; a change must never wait behind it. ``kept_up`` says for
+how long stdout has kept up (0 while it is behind, or on a standby, which prints no RESYNC).
+A round begins only when stdout has kept up for a whole interval, and stops at the first
+line it is behind again: the rest is dropped, not printed late. A round that waited for stdout
+instead would refill it each time it caught up, and a paused watch would never get its request
+answered in between (issue 20); now the watches always get a whole interval first.
 """
 import asyncio
 import collections
+import math
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,45 +31,42 @@ from deploywatch.model.tracker import Tracker
 
 BATCH = 200  # objects printed between two yields to the event loop
 
-MayPrint = Callable[[], bool]
+KeptUp = Callable[[], float]  # seconds stdout has kept up; 0 while behind or standing by
 
 
 class Writer(Protocol):
     def write(self, event: dict[str, Any]) -> None: ...
 
 
-def _always() -> bool:
-    return True
+def _always() -> float:
+    return math.inf
 
 
-async def resync_forever(*, tracker: Tracker, writer: Writer, interval: float, may_print: MayPrint = _always,
+async def resync_forever(*, tracker: Tracker, writer: Writer, interval: float, kept_up: KeptUp = _always,
                          rounds: collections.Counter[str] | None = None) -> None:
     """``rounds`` counts the rounds by outcome: ``printed``, ``cut`` (stopped part way) or ``skipped``."""
     rounds = collections.Counter() if rounds is None else rounds
     last = None
-    cut = False
     while True:
         delay, slot = ids.next_round(time.time(), interval)
         if last is not None and slot <= last:  # the wall clock was stepped back: never a round again
             delay, slot = interval, last + 1
         last = slot
         await asyncio.sleep(delay)
-        if cut:  # the round before gave way to the watches: so does this one, whole
-            cut = False
+        if kept_up() < interval:  # the watches go first: a whole interval of stdout keeping up
             rounds['skipped'] += 1
             continue
-        cut = await _round(tracker, writer, slot, may_print)
-        rounds['cut' if cut else 'printed'] += 1
+        rounds['printed' if await _round(tracker, writer, slot, kept_up) else 'cut'] += 1
 
 
-async def _round(tracker: Tracker, writer: Writer, slot: int, may_print: MayPrint) -> bool:
-    """Print one round; whether it was cut short."""
+async def _round(tracker: Tracker, writer: Writer, slot: int, kept_up: KeptUp) -> bool:
+    """Print one round; whether it was printed whole."""
     for index, key in enumerate(tracker.uids()):
         if index and index % BATCH == 0:
             await asyncio.sleep(0)
-        if not may_print():
-            return True
+        if not kept_up():
+            return False
         event = tracker.resync(key, slot=slot)  # None if deleted since the snapshot
         if event is not None:
             writer.write(event)
-    return False
+    return True

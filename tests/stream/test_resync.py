@@ -105,7 +105,9 @@ def test_a_change_is_printed_while_a_slow_reader_takes_resync_rounds(
     Issue 20: RESYNC rounds bigger than stdout's spool, read more slowly than they come. Each
     round waited for the spool to drain and refilled it at once, closing the paused watch's
     request before its answer: a change waited as long as the rounds went on. Now a round
-    stops when stdout is behind and the next is skipped, and the change comes through.
+    stops when stdout is behind and none begins before it has kept up for an interval. On a
+    real server it also found a pause whose cancel came after the answer and ended the watch
+    for good (tests/unit/test_streaming.py pins it).
     """
     namespace = cluster.new_namespace('slow')
     cluster.create(deployment('first', namespace=namespace, replicas=0))
@@ -123,8 +125,7 @@ def test_a_change_is_printed_while_a_slow_reader_takes_resync_rounds(
     version = cluster.patch(namespace, 'first', {'metadata': {'labels': {'changed': 'yes'}}})
     operator.wait_for(of('first', 'MODIFIED', resourceVersion=version['metadata']['resourceVersion']),
                       what='the change, between RESYNC rounds', after=read)
-    assert any(e['type'] == 'RESYNC' for e in operator.events[read:])  # the rounds went on meanwhile
-    rounds = scrape(port)
+    rounds = scrape(port)  # the rounds went on meanwhile, giving way
     assert value(rounds, 'deploywatch_resync_rounds_total', {'outcome': 'cut'}) >= 1
     assert value(rounds, 'deploywatch_resync_rounds_total', {'outcome': 'skipped'}) >= 1
 
