@@ -21,6 +21,7 @@ flush, so the body is a series of members, one per batch of events. On the real 
 """
 import asyncio
 import json
+import os
 import pathlib
 import ssl
 import time
@@ -149,15 +150,8 @@ def streaming_list(cluster: Cluster, namespace: str, *, decompress: bool) -> Ans
     return asyncio.run(read())
 
 
-def test_only_a_streaming_list_is_compressed_and_aiohttp_reads_every_member(cluster: Cluster) -> None:
-    if cluster.emulated:
-        pytest.skip('what a real server does: the emulator is held to its recordings in tests/emulator')
-    if not serves_streaming_lists(cluster.kubeconfig):
-        pytest.skip('the server refuses streaming lists (WatchList=false): nothing to compress')
-    namespace = cluster.new_namespace()
-    names = {f'web-{n}' for n in range(3)}
-    versions = [cluster.create(deployment(name, namespace=namespace, replicas=0)) for name in sorted(names)]
-
+def _streamed_in_gzip_members(cluster: Cluster, namespace: str, names: set[str]) -> None:
+    """A streaming list, read raw and decoded: the same events; on v1.37, gzip members ending in events."""
     raw, decoded = (streaming_list(cluster, namespace, decompress=flag) for flag in (False, True))
     for streamed in (raw, decoded):
         added = [line['object']['metadata']['name'] for line in streamed.lines if line['type'] == 'ADDED']
@@ -174,6 +168,21 @@ def test_only_a_streaming_list_is_compressed_and_aiohttp_reads_every_member(clus
     else:
         assert raw.encoding is None and decoded.encoding is None, (raw.headers, decoded.headers)
 
+
+def test_only_a_streaming_list_is_compressed_and_aiohttp_reads_every_member(cluster: Cluster) -> None:
+    if cluster.emulated:
+        pytest.skip('what a real server does: the emulator is held to its recordings in tests/emulator')
+    # A server started with WatchList=false (.ci/e2e-local's third run) refuses them (422): then
+    # no watch below is a streaming list, and none is compressed.
+    gate_off = 'WatchList=false' in os.environ.get('REALK8S_FEATURE_GATES', '')
+    assert serves_streaming_lists(cluster.kubeconfig) is not gate_off
+    namespace = cluster.new_namespace()
+    names = {f'web-{n}' for n in range(3)}
+    versions = [cluster.create(deployment(name, namespace=namespace, replicas=0)) for name in sorted(names)]
+
+    if not gate_off:
+        _streamed_in_gzip_members(cluster, namespace, names)
+
     # What else the server takes for a streaming list (``SetListOptionsDefaults``, with WatchList
     # on: v1.34 and v1.37): a watch from "" or "0" with bookmarks; gzip follows it on v1.37.
     base = f'/apis/apps/v1/namespaces/{namespace}/deployments?watch=1'
@@ -184,8 +193,8 @@ def test_only_a_streaming_list_is_compressed_and_aiohttp_reads_every_member(clus
         answer = ask(cluster.kubeconfig, base + query)
         ended = any(INITIAL_EVENTS_END in line['object']['metadata'].get('annotations', {})
                     for line in answer.lines)
-        assert ended == streams, (query, answer.lines)
-        expected = 'gzip' if streams and cluster.minor >= 37 else None
+        assert ended == (streams and not gate_off), (query, answer.lines)
+        expected = 'gzip' if streams and not gate_off and cluster.minor >= 37 else None
         assert answer.encoding == expected, (query, answer.headers)
 
 
