@@ -12,7 +12,9 @@ each run alone, with the admin kubeconfig:
   which lists with pages of 500 (``git archive``, as ``bench.run --reference``);
 * ``informer``: the client-go v0.37 SharedInformer of ``bench/informer`` (``-resync=0``),
   whose ``WatchListClient`` streams by default;
-* ``kubectl``: ``kubectl get deploy -A -w -o json --output-watch-events``.
+* ``kubectl``: ``kubectl get deploy -A -w -o json --output-watch-events``;
+* ``informer-json``, a diagnostic row outside the goal: the same informer asking for JSON
+  (``-json``), as deploywatch does, to show what protobuf spares the server.
 
 Before each measurement kube-apiserver is restarted (``bench.controlplane``) and left
 until idle, so every client meets the same server: none meets a Go heap an earlier
@@ -61,7 +63,8 @@ from bench.run import (
 )
 
 REFERENCE = '5cda8ceed3956384b7ee5fe181b05bf5a4da6d37'  # the last commit before streaming lists (paginated)
-KEYS = {'deploywatch': 'streaming', 'today': 'paginated', 'informer': 'informer', 'kubectl': 'kubectl'}
+KEYS = {'deploywatch': 'streaming', 'today': 'paginated', 'informer': 'informer',
+        'informer-json': 'informer-json', 'kubectl': 'kubectl'}
 RELISTS = ('streaming', 'paginated', 'informer')
 POLL = 0.05  # seconds between two reads of deploywatch's /metrics while it relists
 QUIET = 0.5  # seconds without output after the N-th object: the client's listing is out
@@ -253,7 +256,7 @@ def _arguments() -> argparse.Namespace:
                                                  "(bench/README.md, make bench-apiserver)")
     parser.add_argument('--count', type=int, default=20_000, help='Deployments (default: %(default)s)')
     parser.add_argument('--namespaces', type=int, default=20, help='spread over (default: %(default)s)')
-    parser.add_argument('--repeats', type=int, default=3, help='runs of each client, interleaved')
+    parser.add_argument('--repeats', type=int, default=5, help='runs of each client, interleaved')
     parser.add_argument('--only', nargs='*', choices=list(KEYS.values()), help='clients (default: all)')
     parser.add_argument('--reference', default=REFERENCE, help="the paginated deploywatch's commit")
     parser.add_argument('--load-below', type=float, default=1.5,
@@ -276,8 +279,10 @@ def _clients(work: pathlib.Path, kubeconfig: pathlib.Path, commit: str,
     cache = work / 'kubectl-cache'
     subprocess.run([str(BIN / 'kubectl'), '--kubeconfig', str(kubeconfig), '--cache-dir', str(cache),
                     'api-resources'], check=False, capture_output=True, timeout=60)  # a user's warm cache
-    chosen = [c for c in clients(kubeconfig, cache, snapshot(work), reference, informer)
-              if c.key in KEYS and (not only or KEYS[c.key] in only)]
+    made = clients(kubeconfig, cache, snapshot(work), reference, informer)
+    made += [dataclasses.replace(c, key='informer-json', argv=(*c.argv, '-json'))
+             for c in made if c.key == 'informer']
+    chosen = [c for c in made if c.key in KEYS and (not only or KEYS[c.key] in only)]
     return sorted(chosen, key=lambda c: list(KEYS).index(c.key)), skipped
 
 
