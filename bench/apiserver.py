@@ -74,6 +74,7 @@ Figures = dict[str, Any]
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
+    """What every measurement shares: the control plane, the kubeconfig the clients get, N, where logs go."""
     plane: ControlPlane
     kubeconfig: pathlib.Path
     n: int
@@ -286,7 +287,13 @@ def _clients(work: pathlib.Path, kubeconfig: pathlib.Path, commit: str,
     return sorted(chosen, key=lambda c: list(KEYS).index(c.key)), skipped
 
 
+def _terminated(signum: int, _: Any) -> None:
+    """SIGTERM as an exit: the ``finally`` blocks stop the clients and the control plane."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     arguments = _arguments()
     began = time.monotonic()
     _, waited = _wait_for_quiet_machine(arguments.load_below, arguments.load_wait)
