@@ -64,8 +64,10 @@ def memory_bytes(pid: int, field: str = 'VmHWM') -> int:
 class Lines:
     """A client's stdout, read in a thread: a count of events, and timed lines while tracking."""
 
-    def __init__(self, fd: int, marker: bytes = b'\n', *, track: bool = False) -> None:
+    def __init__(self, fd: int, marker: bytes = b'\n', *, track: bool = False, keep: bool = False) -> None:
         self._fd = fd
+        self._keep = keep
+        self.kept: list[bytes] = []  # with ``keep``, every read as it came: checked after a run, not in it
         self._marker = marker
         self._changed = threading.Condition()
         self.count = 0
@@ -82,6 +84,8 @@ class Lines:
         carry = b''  # the end of the previous read, in case a marker spans two reads
         while chunk := os.read(self._fd, 1 << 20):
             now = time.monotonic()
+            if self._keep:
+                self.kept.append(chunk)
             lines = (carry + chunk).count(self._marker)
             carry = chunk[1 - len(self._marker):] if len(self._marker) > 1 else b''
             with self._changed:

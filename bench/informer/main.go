@@ -6,6 +6,8 @@
 // empty line, then "UpdateFunc <json of the OLD object>", as the seed program does; for each
 // delete "DeleteFunc". The kubeconfig comes from $KUBECONFIG; -resync sets defaultResync
 // (0: no resync). Lines are written unbuffered, one write each, as fmt.Println does.
+// -json asks the API server for JSON instead of client-go's default for built-in types,
+// protobuf (make bench-apiserver: what the encoding costs the server).
 package main
 
 import (
@@ -36,6 +38,7 @@ func printObject(marker string, object any) {
 
 func main() {
 	resync := flag.Duration("resync", 10*time.Second, "defaultResync of the informer factory (0: off)")
+	asJSON := flag.Bool("json", false, "request and accept JSON, not protobuf")
 	flag.Parse()
 	config, err := clientcmd.BuildConfigFromFlags("", os.Getenv("KUBECONFIG"))
 	if err != nil {
@@ -43,6 +46,9 @@ func main() {
 		os.Exit(2)
 	}
 	config.QPS, config.Burst = 1000, 1000 // a benchmark measures the watch, not client-side throttling
+	if *asJSON {
+		config.ContentType, config.AcceptContentTypes = "application/json", "application/json"
+	}
 	client, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "client-go-informer:", err)
