@@ -37,9 +37,10 @@ globs, peering, liveness, start-up and clean-up. In this loop:
   one watch request whose initial ADDEDs are the listing, ended by a BOOKMARK annotated
   ``k8s.io/initial-events-end``, the same response going on as the watch; what ends it
   before that BOOKMARK (an error, stdout's pause, the server) leaves the listing incomplete,
-  and it is listed again. Served from the watch cache, it spares the API server the pages
-  a LIST makes it build (client-go's informers list so since v0.35). A server that refuses
-  it gets paginated LISTs (Kopf's ``fetch_objs``) for the rest of the process;
+  and it is listed again. Served from the watch cache, as client-go's informers list since
+  v0.35; it gives the client its listing sooner and in less memory, but in JSON it costs a
+  v1.37 server more CPU than cache-served pages do (``make bench-apiserver``, README). A
+  server that refuses it gets paginated LISTs (Kopf's ``fetch_objs``) for the rest of the process;
 * after each complete listing, the objects the tracker knows in that namespace
   but the listing lacks are delivered as DELETED, marked inferred; the stream
   is handled in order, so it cannot overtake a MODIFIED of the same object;
