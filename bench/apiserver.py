@@ -2,7 +2,7 @@
 ``make bench-apiserver``: what each client costs a real kube-apiserver (issue 22, item 4).
 
 ``make bench`` measures the clients against a lean load server; this measures the other
-side: the project's own control plane (``tests/cluster``, v1.37, fresh, on free ports,
+side: the project's own control plane (``tests/cluster``, v1.37 or ``--version 1.34``, fresh, on free ports,
 stopped at the end whatever happens) holding N realistic Deployments, and four clients,
 each run alone, with the admin kubeconfig:
 
@@ -79,6 +79,7 @@ class Setup:
     kubeconfig: pathlib.Path
     n: int
     logs: pathlib.Path
+    relists: bool = True  # a relist row too (--no-relist: only the start)
 
 
 class Window:
@@ -232,7 +233,7 @@ def measure(setup: Setup, client: Client, *, repeat: int) -> Figures:
         if 'error' not in figures:
             figures['check'] = apiserver_report.initial_check(key, running.output(), n=setup.n)
         result: Figures = {'initial': figures}
-        if key in RELISTS and 'error' not in figures:
+        if setup.relists and key in RELISTS and 'error' not in figures:
             result['relist'] = relist(setup, running, key)
     finally:
         running.stop()
@@ -255,6 +256,10 @@ def _wait_for_quiet_machine(limit: float, wait: float) -> tuple[float, float]:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="What each client costs a real kube-apiserver "
                                                  "(bench/README.md, make bench-apiserver)")
+    parser.add_argument('--version', default='1.37', choices=['1.37', '1.34'],
+                        help="the control plane's Kubernetes version (default: %(default)s)")
+    parser.add_argument('--no-relist', dest='relist', action='store_false',
+                        help='only the start (v1.34 resumes the watch after a restart: no 410, no relist)')
     parser.add_argument('--count', type=int, default=20_000, help='Deployments (default: %(default)s)')
     parser.add_argument('--namespaces', type=int, default=20, help='spread over (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=5, help='runs of each client, interleaved')
@@ -299,6 +304,7 @@ def main() -> int:
     _, waited = _wait_for_quiet_machine(arguments.load_below, arguments.load_wait)
     results: Figures = {
         'started': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+        'version': arguments.version,
         'count': arguments.count, 'namespaces': arguments.namespaces, 'repeats': arguments.repeats,
         'reference': arguments.reference, 'machine': machine(), 'load_waited_s': waited,
         'load_before': os.getloadavg(), 'runs': {}}
@@ -306,7 +312,7 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     work = pathlib.Path(tempfile.mkdtemp(prefix='deploywatch-bench-apiserver-'))
     try:
-        with control_plane() as plane:
+        with control_plane(arguments.version) as plane:
             _progress(f'control plane v{plane.version} on port {plane.port} in {plane.directory}')
             plane.quiet()
             _progress('kube-controller-manager stopped')
@@ -316,7 +322,7 @@ def main() -> int:
                       f'in {made.seconds:.1f}s: {made.per_second:,.0f}/s, '
                       f'{made.requests / made.seconds:,.0f} requests/s')
             chosen, results['skipped'] = _clients(work, plane.kubeconfig, arguments.reference, arguments.only)
-            setup = Setup(plane, plane.kubeconfig, arguments.count, logs)
+            setup = Setup(plane, plane.kubeconfig, arguments.count, logs, relists=arguments.relist)
             for repeat in range(arguments.repeats):
                 for client in chosen:
                     key = KEYS[client.key]

@@ -154,9 +154,8 @@ def brief(result: Figures) -> str:
 def render(results: Figures) -> str:
     made = results.get('made') or {}
     load = ['/'.join(f'{x:.2f}' for x in results[when]) for when in ('load_before', 'load_after')]
-    out = [f"make bench-apiserver: N = {results['count']:,} Deployments "
-           f"in {results['namespaces']} namespaces, "
-
+    out = [f"make bench-apiserver: kube-apiserver v{results.get('version', '1.37')}, "
+           f"N = {results['count']:,} Deployments in {results['namespaces']} namespaces, "
            f"{results['repeats']} runs per client (median (min-max)); "
            f"load average (1/5/15 min) {load[0]} at the start, {load[1]} at the end; "
            f"{results['machine']['cores']} cores",
