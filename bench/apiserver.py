@@ -14,7 +14,8 @@ each run alone, with the admin kubeconfig:
   whose ``WatchListClient`` streams by default;
 * ``kubectl``: ``kubectl get deploy -A -w -o json --output-watch-events``;
 * ``informer-json``, a diagnostic row outside the goal: the same informer asking for JSON
-  (``-json``), as deploywatch does, to show what protobuf spares the server.
+  (``-json``), as deploywatch does, to show what protobuf spares the server, and
+  ``informer-json-list``, the same with ``WatchListClient`` off: a LIST in JSON, no stream.
 
 Before each measurement kube-apiserver is restarted (``bench.controlplane``) and left
 until idle, so every client meets the same server: none meets a Go heap an earlier
@@ -64,7 +65,7 @@ from bench.run import (
 
 REFERENCE = '5cda8ceed3956384b7ee5fe181b05bf5a4da6d37'  # the last commit before streaming lists (paginated)
 KEYS = {'deploywatch': 'streaming', 'today': 'paginated', 'informer': 'informer',
-        'informer-json': 'informer-json', 'kubectl': 'kubectl'}
+        'informer-json': 'informer-json', 'informer-json-list': 'informer-json-list', 'kubectl': 'kubectl'}
 RELISTS = ('streaming', 'paginated', 'informer')
 POLL = 0.05  # seconds between two reads of deploywatch's /metrics while it relists
 QUIET = 0.5  # seconds without output after the N-th object: the client's listing is out
@@ -288,6 +289,9 @@ def _clients(work: pathlib.Path, kubeconfig: pathlib.Path, commit: str,
     made = clients(kubeconfig, cache, snapshot(work), reference, informer)
     made += [dataclasses.replace(c, key='informer-json', argv=(*c.argv, '-json'))
              for c in made if c.key == 'informer']
+    listing = {'KUBE_FEATURE_WatchListClient': 'false'}  # client-go's env feature gates: a LIST, no stream
+    made += [dataclasses.replace(c, key='informer-json-list', env={**c.env, **listing})
+             for c in made if c.key == 'informer-json']
     chosen = [c for c in made if c.key in KEYS and (not only or KEYS[c.key] in only)]
     return sorted(chosen, key=lambda c: list(KEYS).index(c.key)), skipped
 
