@@ -33,7 +33,6 @@ for the informer N more ``Func`` lines (client-go hands each object of a relist 
 """
 import argparse
 import collections
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -50,7 +49,7 @@ from typing import Any
 
 from bench import apiserver_report, populate
 from bench.controlplane import ControlPlane, PeakRss, control_plane, free_port
-from bench.procs import Lines, cpu_seconds, memory_bytes
+from bench.procs import Lines, cpu_seconds, memory_bytes, terminate
 from bench.run import (
     BIN,
     REPO,
@@ -158,15 +157,7 @@ class Session:
         return b''.join(self.lines.kept)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGCONT)
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, grace=10)
 
 
 def prepared(plane: ControlPlane) -> Figures:

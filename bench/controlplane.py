@@ -24,7 +24,6 @@ import dataclasses
 import os
 import pathlib
 import random
-import signal
 import socket
 import ssl
 import subprocess
@@ -35,6 +34,7 @@ import urllib.request
 from collections.abc import Iterator
 
 from bench.procs import cpu_seconds, memory_bytes
+from tests.harness.realk8s import stop_process
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CLUSTER = REPO / 'tests' / 'cluster'
@@ -96,7 +96,7 @@ class ControlPlane:
 
     def quiet(self) -> None:
         """Stop kube-controller-manager (by its recorded pid) for good: see the module's docstring."""
-        _stop(self.pid('kube-controller-manager'))
+        stop_process(self.pid('kube-controller-manager'), grace=10)
 
     def ready(self) -> bool:
         context = ssl.create_default_context(cafile=str(self.directory / 'pki' / 'ca.crt'))
@@ -111,7 +111,7 @@ class ControlPlane:
         """kube-apiserver stopped (SIGTERM) and started again as it ran; seconds until /readyz."""
         pid = self.apiserver
         argv = pathlib.Path(f'/proc/{pid}/cmdline').read_bytes().rstrip(b'\0').split(b'\0')
-        _stop(pid)
+        stop_process(pid, grace=10)
         started = time.monotonic()
         log = self.directory / 'logs' / 'kube-apiserver.log'
         with log.open('ab') as output:
@@ -136,28 +136,6 @@ class ControlPlane:
             if cpu_seconds(pid) - before <= IDLE_SHARE * IDLE_SECONDS:
                 break
         return time.monotonic() - started
-
-
-def _stop(pid: int) -> None:
-    """SIGTERM, then SIGKILL after 10 s; waits until the process is gone (it may be our child)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while _alive(pid):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = pathlib.Path(f'/proc/{pid}/status').read_text()
-    except OSError:
-        return False
-    return '\nState:\tZ' not in status
 
 
 @contextlib.contextmanager

@@ -20,9 +20,12 @@ calls, so the driver keeps up with any client:
   read that completed it. ``time.monotonic`` is CLOCK_MONOTONIC, shared by all
   processes of the machine, so these times compare with the load server's.
 """
+import contextlib
 import os
 import pathlib
 import re
+import signal
+import subprocess
 import threading
 import time
 
@@ -45,6 +48,19 @@ def first_version(line: bytes) -> int | None:
             return int(match[1])
         at = line.find(FIELD, at + len(FIELD))
     return None
+
+
+def terminate(process: subprocess.Popen[bytes], *, grace: float) -> None:
+    """SIGCONT (a client the bench stopped) and SIGTERM; SIGKILL after ``grace`` seconds; reaped."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGCONT)
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def cpu_seconds(pid: int) -> float:

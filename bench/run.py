@@ -70,7 +70,6 @@ import os
 import pathlib
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -79,7 +78,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bench import profiling, report
-from bench.procs import Lines, cpu_seconds, memory_bytes
+from bench.procs import Lines, cpu_seconds, memory_bytes, terminate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
@@ -395,13 +394,7 @@ class Run:
                 'check': consistency(tracked, shown, lines=self.lines.count - before, want=m)}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, grace=5)
 
 
 def _percentile(values: list[float], pct: float) -> float:

@@ -6,6 +6,7 @@ plane itself: restarting the kube-apiserver process, or reading its audit log.
 They find it through ``REALK8S_DIR`` (what ``up.sh`` was started with; CI and
 ``make e2e-local`` export it) and are skipped, with that reason, without it.
 """
+import contextlib
 import json
 import os
 import pathlib
@@ -55,14 +56,9 @@ class ControlPlane:
     def _stop(self, name: str) -> None:
         try:
             pid = self._pid(name)
-            os.kill(pid, signal.SIGTERM)
-        except (FileNotFoundError, ProcessLookupError):
+        except FileNotFoundError:
             return
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        stop_process(pid, grace=20)
 
     def start_apiserver(self) -> None:
         """
@@ -113,12 +109,27 @@ class ControlPlane:
         return sorted(found.values(), key=lambda entry: _epoch(entry['requestReceivedTimestamp']))
 
 
-def _alive(pid: int) -> bool:
+def stop_process(pid: int, *, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; waits until it is gone (reaped, if our child)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: not gone, and not a zombie waiting to be reaped."""
     try:
         status = pathlib.Path(f'/proc/{pid}/status').read_text()
-    except FileNotFoundError:
+    except OSError:
         return False
-    return 'State:\tZ' not in status
+    return '\nState:\tZ' not in status
 
 
 def _epoch(stamp: str) -> float:
