@@ -6,10 +6,11 @@ side: the project's own control plane (``tests/cluster``, v1.37 or ``--version 1
 stopped at the end whatever happens) holding N realistic Deployments, and four clients,
 each run alone, with the admin kubeconfig:
 
-* ``streaming``: deploywatch of this tree (a copy taken at the start), which lists with a
-  streaming list (a watch with ``sendInitialEvents=true``), as ``bench.run`` runs it;
-* ``paginated``: deploywatch at :data:`REFERENCE`, the last commit before streaming lists,
-  which lists with pages of 500 (``git archive``, as ``bench.run --reference``);
+* ``deploywatch``: deploywatch of this tree (a copy taken at the start), which lists with
+  pages of 500, as ``bench.run`` runs it;
+* ``streaming``: deploywatch at :data:`REFERENCE`, the last commit with streaming lists (a
+  watch with ``sendInitialEvents=true``) where the server offers them (``git archive``, as
+  ``bench.run --reference``): the "before" row;
 * ``informer``: the client-go v0.37 SharedInformer of ``bench/informer`` (``-resync=0``),
   whose ``WatchListClient`` streams by default;
 * ``kubectl``: ``kubectl get deploy -A -w -o json --output-watch-events``;
@@ -62,10 +63,10 @@ from bench.run import (
     snapshot,
 )
 
-REFERENCE = '5cda8ceed3956384b7ee5fe181b05bf5a4da6d37'  # the last commit before streaming lists (paginated)
-KEYS = {'deploywatch': 'streaming', 'today': 'paginated', 'informer': 'informer',
+REFERENCE = '40f6beea06093c48f802e16e64197c4776e9f90a'  # the last commit with streaming lists
+KEYS = {'deploywatch': 'deploywatch', 'today': 'streaming', 'informer': 'informer',
         'informer-json': 'informer-json', 'informer-json-list': 'informer-json-list', 'kubectl': 'kubectl'}
-RELISTS = ('streaming', 'paginated', 'informer')
+RELISTS = ('deploywatch', 'streaming', 'informer')
 POLL = 0.05  # seconds between two reads of deploywatch's /metrics while it relists
 QUIET = 0.5  # seconds without output after the N-th object: the client's listing is out
 
@@ -256,7 +257,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument('--namespaces', type=int, default=20, help='spread over (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=5, help='runs of each client, interleaved')
     parser.add_argument('--only', nargs='*', choices=list(KEYS.values()), help='clients (default: all)')
-    parser.add_argument('--reference', default=REFERENCE, help="the paginated deploywatch's commit")
+    parser.add_argument('--reference', default=REFERENCE, help="the streaming deploywatch's commit")
     parser.add_argument('--load-below', type=float, default=1.5,
                         help='wait (up to --load-wait s) for the 1-minute load to fall below this first')
     parser.add_argument('--load-wait', type=float, default=600.0)
@@ -266,11 +267,11 @@ def _arguments() -> argparse.Namespace:
 
 def _clients(work: pathlib.Path, kubeconfig: pathlib.Path, commit: str,
              only: list[str] | None) -> tuple[list[Client], dict[str, str]]:
-    """The four clients as ``bench.run`` builds them (the paginated one from ``commit``), and the missing."""
+    """The four clients as ``bench.run`` builds them (the streaming one from ``commit``), and the missing."""
     skipped: dict[str, str] = {}
     reference = reference_snapshot(work, commit)
     if reference is None:
-        skipped['paginated'] = f'git archive {commit} failed'
+        skipped['streaming'] = f'git archive {commit} failed'
     informer, why = informer_binary()
     if informer is None:
         skipped['informer'] = why

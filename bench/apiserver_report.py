@@ -15,7 +15,7 @@ from bench.populate import CONCURRENCY
 
 Figures = dict[str, Any]
 
-TITLES = {'streaming': 'deploywatch streaming', 'paginated': 'deploywatch paginated',
+TITLES = {'deploywatch': 'deploywatch (pages)', 'streaming': 'deploywatch streaming (40f6bee)',
           'informer': 'Go informer', 'informer-json': 'Go informer, JSON',
           'informer-json-list': 'Go informer, JSON, LIST', 'kubectl': 'kubectl get -w'}
 COLUMNS = (('apiserver_cpu_s', 'apiserver CPU s', '.2f'),
@@ -51,7 +51,7 @@ def _result(*, want: int, objects: Iterable[str | None], others: int, **more: An
 def initial_check(key: str, output: bytes, *, n: int) -> Figures:
     """Whether a client printed each of the N Deployments once, as an initial object, and nothing else."""
     lines = _lines(output)
-    if key in ('streaming', 'paginated'):
+    if key in ('deploywatch', 'streaming'):
         events = [json.loads(line) for line in lines]
         initial = [e for e in events if e.get('type') == 'ADDED' and e.get('initial') is True]
         return _result(want=n, objects=(e.get('uid') for e in initial), others=len(events) - len(initial))
@@ -72,7 +72,7 @@ def relist_check(key: str, output: bytes, *, printed: int, n: int) -> Figures:
     informer hands each object once to UpdateFunc (client-go's Replace).
     """
     lines = _lines(output)
-    if key in ('streaming', 'paginated'):
+    if key in ('deploywatch', 'streaming'):
         return _result(want=0, objects=(), others=len(lines) - printed)
     updates = [line for line in lines if line.startswith(b'UpdateFunc ')]
     adds = sum(line.startswith(b'AddFunc ') for line in lines)
@@ -113,15 +113,15 @@ def summary(runs: dict[str, list[Figures]]) -> dict[str, dict[str, Figures]]:
 
 def goals(table: dict[str, dict[str, Figures]]) -> list[Figures]:
     """
-    The goal: deploywatch (streaming) costs the API server no more than the Go informer
+    The goal: deploywatch costs the API server no more than the Go informer
     (CPU-seconds, RSS growth) and reaches its last initial line no later; every check holds.
     Medians are compared, as they are.
     """
     verdicts: list[Figures] = []
-    ours, theirs = (table.get(k, {}).get('initial', {}) for k in ('streaming', 'informer'))
+    ours, theirs = (table.get(k, {}).get('initial', {}) for k in ('deploywatch', 'informer'))
     for field, what in GOAL_FIGURES:
         mine, base = (row.get(field, {}).get('median') for row in (ours, theirs))
-        verdicts.append({'part': what, 'streaming': mine, 'informer': base,
+        verdicts.append({'part': what, 'deploywatch': mine, 'informer': base,
                          'pass': mine is not None and base is not None and mine <= base})
     failing = [f'{k} {phase}' for k, phases in table.items() for phase, row in phases.items()
                if not row['checks_ok'] or row['errors']]
@@ -188,7 +188,7 @@ def render(results: Figures) -> str:
             out.append('  '.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         else:
             out.append('  '.join([row[0].ljust(widths[0]), row[1].ljust(widths[1]), *row[2:]]))
-    out += ['', 'Goal: deploywatch (streaming) costs the API server no more than the Go informer does '
+    out += ['', 'Goal: deploywatch costs the API server no more than the Go informer does '
                 '(CPU-seconds and RSS growth), and reaches its last initial line no later, with every '
                 'consistency check holding (medians compared):']
     for verdict in results['goals']:
@@ -196,8 +196,8 @@ def render(results: Figures) -> str:
         if 'failing' in verdict:
             detail = 'all hold' if not verdict['failing'] else 'failing: ' + ', '.join(verdict['failing'])
         else:
-            mine, base = verdict['streaming'], verdict['informer']
-            detail = (f'streaming {mine:.2f}, informer {base:.2f}' if mine is not None and base is not None
+            mine, base = verdict['deploywatch'], verdict['informer']
+            detail = (f'deploywatch {mine:.2f}, informer {base:.2f}' if mine is not None and base is not None
                       else 'not measured')
         out.append(f"  {mark}  {verdict['part']}: {detail}")
     return '\n'.join(out)

@@ -12,16 +12,11 @@ except for the decoding:
   retries (``settings.networking.error_backoffs``, which the loop shortens), and
   ``deploywatch.kube.loop``'s wrapper that notes each answer for stall detection;
 * the query is built as Kopf builds it (selectors, ``chunk_size``, bookmarks,
-  ``timeoutSeconds``), but for a streaming list (``sendInitialEvents``: the request is
-  deploywatch's own, not Kopf's ``initial_streaming``), and the stream is Kopf's too:
+  ``timeoutSeconds``), and the stream is Kopf's too:
   the inactivity timeout (``settings.watching.inactivity_timeout``) restarted by
   the events (at most every :data:`RESTART_GRAIN` of it), the pause
   (``operator_pause_waiter``) closing the response, a closed connection ending the
   stream quietly;
-* a streaming list that v1.37 gzips (``WatchListCompression``: one gzip member per flush,
-  ``handlers/watch.go``) is decoded by aiohttp, member after member (aiohttp 3.14+, the floor
-  in ``pyproject.toml``): Kopf's session sends aiohttp's default ``Accept-Encoding`` (``gzip,
-  deflate``, and ``br``/``zstd`` when their packages are there) and decompresses by default;
 * lines are split by Kopf's ``iter_jsonlines``, so a response cut in the middle of
   a line still reaches the decoder without its newline and fails to decode, which
   ``deploywatch.kube.loop`` turns into ``OddStream`` (a ``ValueError``);
@@ -166,36 +161,12 @@ def _retrieved(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-def _watch_params(*, since: str | None, streaming_list: bool) -> dict[str, str]:
-    """
-    A watch's own query: from ``since``, or a streaming list (KEP-3157), whose initial events
-    are the listing and which goes on as a watch from the end BOOKMARK's resourceVersion.
-
-    The streaming list's query is the one client-go's reflector sends (``reflector.go``
-    ``watchList``): ``sendInitialEvents=true`` needs ``resourceVersionMatch=NotOlderThan``
-    (apimachinery's ``ValidateListOptions``), ``resourceVersion=""`` asks for the current
-    state (a consistent read, ``cacher.go`` ``waitUntilWatchCacheFreshAndForceAllEvents``),
-    and only with ``allowWatchBookmarks`` does the BOOKMARK annotated
-    ``k8s.io/initial-events-end`` come (``get.go`` ``isListWatchRequest``): without it the
-    end of the listing could not be told.
-    """
-    if streaming_list:
-        return {'watch': 'true', 'sendInitialEvents': 'true', 'allowWatchBookmarks': 'true',
-                'resourceVersionMatch': 'NotOlderThan', 'resourceVersion': ''}
-    params = {'watch': 'true', 'allowWatchBookmarks': 'true'}
+async def watch_objs(*, settings: Any, resource: Any, namespace: Any, since: str | None = None,
+                     operator_pause_waiter: Any) -> AsyncIterator[dict[str, Any]]:
+    """Kopf's ``watch_objs``: the events of one watch request, until it ends, pauses or goes silent."""
+    params = {'watch': 'true', 'allowWatchBookmarks': 'true', **_selectors(settings, resource)}
     if since is not None:
         params['resourceVersion'] = since
-    return params
-
-
-async def watch_objs(*, settings: Any, resource: Any, namespace: Any, since: str | None = None,
-                     streaming_list: bool = False,
-                     operator_pause_waiter: Any) -> AsyncIterator[dict[str, Any]]:
-    """
-    Kopf's ``watch_objs``: the events of one watch request, until it ends, pauses or goes silent;
-    ``streaming_list``: the request is a streaming list (:func:`_watch_params`), not from ``since``.
-    """
-    params = {**_watch_params(since=since, streaming_list=streaming_list), **_selectors(settings, resource)}
     if settings.watching.server_timeout is not None:
         params['timeoutSeconds'] = str(settings.watching.server_timeout)
     connect_timeout = (

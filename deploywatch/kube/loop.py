@@ -33,14 +33,12 @@ watches running (``deploywatch.runtime.pause``). Kopf
 still runs everything else: the CLI, credentials, namespace observation and
 globs, peering, liveness, start-up and clean-up. In this loop:
 
-* a listing is a streaming list where the server offers it (KEP-3157, :class:`ListingMode`):
-  one watch request whose initial ADDEDs are the listing, ended by a BOOKMARK annotated
-  ``k8s.io/initial-events-end``, the same response going on as the watch; what ends it
-  before that BOOKMARK (an error, stdout's pause, the server) leaves the listing incomplete,
-  and it is listed again. Served from the watch cache, as client-go's informers list since
-  v0.35; it gives the client its listing sooner and in less memory, but in JSON it costs a
-  v1.37 server more CPU than cache-served pages do (``make bench-apiserver``, README). A
-  server that refuses it gets paginated LISTs (Kopf's ``fetch_objs``) for the rest of the process;
+* a listing is paginated LISTs (pages of ``chunk_size``, each asked for while the one before
+  is delivered: ``listwatch.fetch_objs``), not a streaming list (KEP-3157, ``sendInitialEvents``),
+  although v1.34+ servers offer one and client-go's informers stream since v0.35: served from
+  the watch cache, in JSON, a streaming list cost a v1.34 or v1.37 kube-apiserver twice the CPU
+  and memory of the same listing in pages (``make bench-apiserver``, README), and pages of
+  deploywatch cost it less than the Go informer's protobuf stream does;
 * after each complete listing, the objects the tracker knows in that namespace
   but the listing lacks are delivered as DELETED, marked inferred; the stream
   is handled in order, so it cannot overtake a MODIFIED of the same object;
@@ -109,7 +107,6 @@ BACKOFF_FIRST = 1.0
 BACKOFF_LIMIT = 30.0
 OWN_BACKOFFS = (0.5, 1.0, 2.0)  # Kopf's retries of each request of this loop, before it backs off itself
 TOO_LARGE = 'ResourceVersionTooLarge'
-INITIAL_EVENTS_END = 'k8s.io/initial-events-end'  # the annotation of the BOOKMARK ending a streaming list
 EVENT_TYPES = frozenset({'ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'})  # others count as 'other'
 RELIST_QUIET = 60.0  # seconds without a relist after which the next one goes at once
 SHORT_WATCH = 1.0  # seconds: a watch that ends sooner without any event is an error (client-go's rule)
@@ -172,45 +169,6 @@ class Gate:
 
     async def closed(self) -> None:
         await self._closed.wait()
-
-
-class ListingMode:
-    """
-    Whether this process lists with streaming lists (KEP-3157: one watch request whose initial
-    events are the listing, which costs the API server far less than a paginated LIST) or
-    with pages, as before; decided once per process, at the first refusal.
-
-    A refusal is a 422 or a 400 answering the streaming-list request. kube-apiserver refuses
-    with 422 ``Invalid`` of ``ListOptions`` (``endpoints/handlers/get.go`` validates with
-    apimachinery's ``ValidateListOptions``): with the ``WatchList`` gate off (v1.27-v1.33 by
-    default, or ``--feature-gates=WatchList=false``) "sendInitialEvents is forbidden for watch
-    unless the WatchList feature gate is enabled", and before v1.27 (no ``sendInitialEvents``)
-    "resourceVersionMatch is forbidden for watch". A 400 ``BadRequest`` is what ``get.go``
-    answers a query it cannot decode, and what a proxy or an aggregated server built on other
-    code answers unknown options with. Not a refusal: a 403 (the :class:`Forbidden` policy: the
-    request is authorized as any watch, so a list-then-watch would be refused too), 404, 405 or
-    501 (the resource or its watch is not served at all: paginated listing then watching would
-    meet the same answer), 410 and 5xx (retried as any failed listing).
-    """
-
-    REFUSALS = frozenset({400, 422})
-
-    def __init__(self) -> None:
-        self.streams = True
-
-    def refused(self, error: Exception) -> bool:
-        """Whether ``error``, answering a streaming list, is a refusal: from now on, pages (one line)."""
-        if not isinstance(error, kopfcompat.APIError) or error.status not in self.REFUSALS:
-            return False
-        if self.streams:
-            self.streams = False
-            logger.warning(f"The API server refuses streaming lists ({error.status}: "
-                           f"{error.message or error}); listing Deployments with paginated LISTs instead, "
-                           "as long as this process runs.")
-        return True
-
-
-MODE = ListingMode()  # one per process: every watch of Deployments lists as it says
 
 
 class OutageNotice(logging.Filter):
@@ -332,15 +290,13 @@ class _Position:
     """Where a Deployment watch is, across its requests."""
     version: str | None = None  # where the watch resumes; None: list first
     backoff: float = BACKOFF_FIRST  # before the next attempt after an error
-    streaming: bool = False  # the request out is a streaming list (a refusal of it means: pages)
 
 
 async def _list_and_watch(*, outlet: Outlet, settings: Any, resource: Any, namespace: Any,
                           watch: Watch) -> AsyncIterator[Any]:
     """
     List, then watch from the listing's resourceVersion (:func:`_listen`), resuming after
-    errors; list again only when the watch cannot resume (410, too large) or a listing was
-    interrupted. A refused streaming list is listed again at once, with pages (:class:`ListingMode`).
+    errors; list again only when the watch cannot resume (410, too large) or a listing failed.
     """
     where = watch.where
     LISTENING.set(watch)  # in the task that runs this loop, for _note_answer
@@ -348,7 +304,6 @@ async def _list_and_watch(*, outlet: Outlet, settings: Any, resource: Any, names
     position = _Position()
     forbidden, pace = Forbidden(where=where), RelistPace()
     while True:
-        position.streaming = False
         try:
             was_paused = watch.paused()
             async with _open_while(outlet.gate, resource=resource, namespace=namespace) as paused:
@@ -358,8 +313,6 @@ async def _list_and_watch(*, outlet: Outlet, settings: Any, resource: Any, names
                                           namespace=namespace, watch=watch, forbidden=forbidden, pace=pace):
                     yield item
         except RETRIED as error:
-            if position.streaming and MODE.refused(error):
-                continue  # listed at once, with pages
             if _failed(error):
                 logger.debug(f"Watch of deployments {where} cannot resume ({error!r}): listing again.")
                 position.version = None
@@ -377,98 +330,37 @@ async def _list_and_watch(*, outlet: Outlet, settings: Any, resource: Any, names
 async def _listen(position: _Position, paused: asyncio.Future[None], *, outlet: Outlet, settings: Any,
                   resource: Any, namespace: Any, watch: Watch, forbidden: 'Forbidden',
                   pace: 'RelistPace') -> AsyncIterator[Any]:
-    """
-    List if need be, then watch, until paused or a relist is needed; ``LISTED`` after a listing.
-
-    A streaming list is one watch request: its initial ADDEDs are the listing (delivered as
-    listed objects, watch type None), the BOOKMARK annotated ``k8s.io/initial-events-end``
-    ends it (then the inferred DELETEDs, then ``LISTED``), and the same response goes on as
-    the watch from that BOOKMARK's resourceVersion. ``position.version`` stays None until that
-    BOOKMARK: whatever ends the request before it (an error, a pause, the server's timeout)
-    leaves an incomplete listing, listed again, as an interrupted paginated listing is.
-    """
-    if position.version is None and not MODE.streams:
+    """List if need be, then watch, until paused or a relist is needed; ``LISTED`` after a listing."""
+    if position.version is None:
         position.version = await _relist(outlet=outlet, settings=settings, resource=resource,
                                          namespace=namespace, watch=watch, pace=pace)
         forbidden.cleared()
         yield kopfcompat.LISTED  # Kopf's readiness waits for it
-    listing: Listing | None = None
-    if position.version is None:
-        if watch.listings:  # a relist: at once, unless the one before was recent
-            await pace.wait()
-        listing, position.streaming = Listing(outlet=outlet, namespace=namespace, watch=watch), True
-    try:
-        while (position.version is not None or listing is not None) and not paused.done():
-            began, seen = time.monotonic(), 0
-            async for raw in _decoded(listwatch.watch_objs(
-                    settings=settings, resource=resource, namespace=namespace, since=position.version,
-                    streaming_list=listing is not None, operator_pause_waiter=paused)):
-                kind, body = _event(raw)  # before anything counts it as the server speaking
-                seen += 1
-                NOTICE.recovered()
-                forbidden.cleared()
-                position.backoff = BACKOFF_FIRST
-                # An initial ADDED of a streaming list is a listed object (METRICS.listed), not a watch event.
-                METRICS.heard(watch, None if listing is not None and kind == 'ADDED' else
-                              kind if kind in EVENT_TYPES else 'other')
-                if kind == 'ERROR' and _needs_relist(body.get('code'), body):
-                    logger.debug(f"Watch of deployments {watch.where} cannot resume ({body}): relisting.")
-                    _count(body.get('code'), 'expired')
-                    position.version = None
-                    if listing is not None:  # listed again from the start, paced
-                        listing.close()
-                        listing = None
-                    break
-                if kind == 'ERROR':
-                    raise kopfcompat.WatchingError(f'Error in the watch-stream: {body}')
-                if listing is not None:  # the initial events of a streaming list
-                    if await _initial_event(listing, kind, body):
-                        listing, position.streaming = None, False
-                        position.version = body.get('metadata', {}).get('resourceVersion')
-                        yield kopfcompat.LISTED  # Kopf's readiness waits for it
-                    continue
-                if kind not in ('ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK'):
-                    continue
-                position.version = body.get('metadata', {}).get('resourceVersion', position.version)
-                if kind != 'BOOKMARK':
-                    await outlet.deliver(kind, body, False)
-            if not seen and not paused.done() and time.monotonic() - began < SHORT_WATCH:
-                raise OddStream('the watch ended at once, without any event')
-            if listing is not None and not paused.done():
-                raise OddStream('the streaming list ended before its initial events did')
-    finally:
-        if listing is not None:  # interrupted: listed again (position.version is None)
-            listing.close()
-
-
-async def _initial_event(listing: 'Listing', kind: str, body: Mapping[str, Any]) -> bool:
-    """
-    One event of a streaming list's initial events, delivered as listed; whether it ended them.
-
-    The cacher sends the initial state as ADDEDs only, then the end BOOKMARK
-    (``storage/cacher/cache_watcher.go`` ``processInterval``); any other BOOKMARK is skipped
-    (a listing's resourceVersion is the end's), and a MODIFIED or DELETED there is no listing.
-    """
-    if kind == 'ADDED':
-        await listing.add(body)
-        return False
-    if _ends_initial_events(kind, body):
-        await listing.end()
-        return True
-    if kind != 'BOOKMARK':
-        raise OddStream(f'a {kind} event among the initial events of a streaming list: {str(body)[:200]}')
-    return False
-
-
-def _ends_initial_events(kind: str, body: Mapping[str, Any]) -> bool:
-    """
-    The BOOKMARK that ends a streaming list's initial events: annotated
-    ``k8s.io/initial-events-end: "true"`` (apimachinery's ``metav1.InitialEventsAnnotationKey``,
-    set by the cacher's ``setInitialEventsEndBookmarkIfRequested``).
-    """
-    annotations = (body.get('metadata') or {}).get('annotations') or {}
-    return (kind == 'BOOKMARK' and isinstance(annotations, dict)
-            and annotations.get(INITIAL_EVENTS_END) == 'true')
+    while position.version is not None and not paused.done():
+        began, seen = time.monotonic(), 0
+        async for raw in _decoded(listwatch.watch_objs(
+                settings=settings, resource=resource, namespace=namespace, since=position.version,
+                operator_pause_waiter=paused)):
+            kind, body = _event(raw)  # before anything counts it as the server speaking
+            seen += 1
+            NOTICE.recovered()
+            forbidden.cleared()
+            position.backoff = BACKOFF_FIRST
+            METRICS.heard(watch, kind if kind in EVENT_TYPES else 'other')
+            if kind == 'ERROR' and _needs_relist(body.get('code'), body):
+                logger.debug(f"Watch of deployments {watch.where} cannot resume ({body}): relisting.")
+                _count(body.get('code'), 'expired')
+                position.version = None
+                break
+            if kind == 'ERROR':
+                raise kopfcompat.WatchingError(f'Error in the watch-stream: {body}')
+            if kind not in ('ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK'):
+                continue
+            position.version = body.get('metadata', {}).get('resourceVersion', position.version)
+            if kind != 'BOOKMARK':
+                await outlet.deliver(kind, body, False)
+        if not seen and not paused.done() and time.monotonic() - began < SHORT_WATCH:
+            raise OddStream('the watch ended at once, without any event')
 
 
 @contextlib.asynccontextmanager
@@ -604,7 +496,7 @@ class Forbidden:
 
 class Listing:
     """
-    One listing as it is delivered, object by object, paginated or streamed: each listed
+    One listing as it is delivered, object by object: each listed
     object (watch type None) after the inferred DELETED of one known under its name with
     another uid (deleted and recreated meanwhile), and at its end the inferred DELETEDs of
     the known objects it lacked.
@@ -613,7 +505,7 @@ class Listing:
     memory at once). Every :data:`YIELD_EVERY` objects the loop turns: a paginated listing's
     next page, asked for when this one arrived, goes out and is served meanwhile, and the
     loop's other work (the liveness probe, peering's keep-alive) does not wait for a whole
-    page or a whole stream. The cyclic garbage collector is held off from the first object
+    page. The cyclic garbage collector is held off from the first object
     to the end, for the other tasks too (``listwatch.collector_held``): what they leave
     meanwhile is collected after. :meth:`close` releases it, whether the listing ended or not.
     """

@@ -18,14 +18,8 @@ USER = 'deploywatch'
 
 @contextlib.contextmanager
 def serving(grants: set[Access]) -> Iterator[ServerThread]:
-    """
-    A server with the ``WatchList`` gate off: deploywatch's streaming list is refused (422)
-    and it lists with pages, so a run uses both ``list`` and ``watch`` on Deployments, as
-    the shapes grant. A server that streams needs only ``watch`` of them
-    (tests/stream/test_read_only.py), a subset: ``list`` stays granted for the servers that
-    do not stream (before v1.34, or with the gate off).
-    """
-    server = ApiServer(bookmark_interval=1.0, watch_list=False)
+    """A server whose request log shows what the shape's grants allowed and refused."""
+    server = ApiServer(bookmark_interval=1.0)
     server.add_user(User(USER, TOKEN, emulator_rules(grants)))
     with ServerThread(server) as thread:
         yield thread

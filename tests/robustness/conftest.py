@@ -36,17 +36,8 @@ Peers = Callable[[], dict[str, Any]]
 
 
 def is_listing(request: Request) -> bool:
-    """
-    A request that lists Deployments: a paginated LIST's page, or a streaming list (a watch);
-    a streaming list refused (422: the gate is off) lists nothing.
-    """
-    return request.resource == 'deployments' and request.status != 422 and (
-        request.verb == 'list' or (request.verb == 'watch' and 'sendInitialEvents=' in request.query))
-
-
-# The emulated server's WatchList gate: on (v1.37: deploywatch streams its listings), and off
-# (a 422: deploywatch lists with pages), for a test that holds for either kind of listing.
-LISTING_MODES = [pytest.param({}, id='streaming'), pytest.param({'watch_list': False}, id='pages')]
+    """A request that lists Deployments: a LIST's page."""
+    return request.resource == 'deployments' and request.verb == 'list'
 
 
 @pytest.fixture

@@ -33,9 +33,7 @@ apimachinery of the same versions):
   (written at once). A client that accepts gzip gets the list buffered up to 128 KiB
   (``responsewriters/writers.go`` ``deferredResponseWriter``), gzipped above.
 
-deploywatch lists with a streaming list where the server offers it: :class:`ListingProxy`
-refuses it as a server with the ``WatchList`` gate off does (422), so deploywatch lists with
-pages, with Kopf's ``chunk_size`` (``deploywatch.handlers.LIST_CHUNK`` = 500, no
+deploywatch lists with pages, with Kopf's ``chunk_size`` (``deploywatch.handlers.LIST_CHUNK`` = 500, no
 setting changes it), so to make a listing of a few Deployments take several pages, the
 operator reaches the server through :class:`ListingProxy`, an HTTP proxy that asks the server
 for one item per page (a server may always return fewer items than ``limit``), and that holds
@@ -80,17 +78,6 @@ Compact = Callable[[], int]
 
 RESYNC_OFF = {'DEPLOYWATCH_RESYNC_SECONDS': '0'}
 COMPACT_REV_KEY = 'compact_rev_key'  # etcd3/compact.go: the key every kube-apiserver follows
-# What a server with the WatchList gate off answers a streaming list (v1.37/watchlist-gate-off.json):
-# ListingProxy answers it so, and deploywatch lists with pages (deploywatch.kube.loop.ListingMode).
-GATE_OFF = {'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',
-            'message': 'ListOptions.meta.k8s.io "" is invalid: sendInitialEvents: Forbidden: '
-                       'sendInitialEvents is forbidden for watch unless the WatchList feature gate '
-                       'is enabled',
-            'reason': 'Invalid', 'code': 422,
-            'details': {'group': 'meta.k8s.io', 'kind': 'ListOptions', 'causes': [
-                {'reason': 'FieldValueForbidden', 'field': 'sendInitialEvents',
-                 'message': 'Forbidden: sendInitialEvents is forbidden for watch unless the WatchList '
-                            'feature gate is enabled'}]}}
 LEARNS = 60.0  # seconds for the watch cache to drop compacted snapshots: a 15 s poll, on a loaded machine
 SETTLE = 60.0  # seconds for a real deployment controller to finish writing status
 CONTINUE_EXPIRED = ('The provided continue parameter is too old to display a consistent list result. '
@@ -348,8 +335,6 @@ class ListingProxy:
         return port
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        if 'sendInitialEvents' in request.query:  # pages are what is tested: refuse a streaming list
-            return web.json_response(GATE_OFF, status=422)
         query = list(request.query.items())
         listing = (request.method == 'GET' and request.path.endswith('/deployments')
                    and request.query.get('watch') not in ('1', 'true'))

@@ -20,22 +20,16 @@ from tests.harness.operator import eventually, of
 from tests.harness.probes import free_port, scrape, value
 from tests.harness.reporting import report
 from tests.harness.truth import wait_until_consistent
-from tests.robustness.conftest import LISTING_MODES, Start, is_listing
+from tests.robustness.conftest import Start, is_listing
 
 HTTP_410 = 2  # watches answered 410 as their HTTP status
 EVENT_410 = 2  # then watches answered 200 and one ERROR event with a 410 Status
 WAITS = (1.0, 2.0, 4.0)  # RelistPace: the first relist at once, then 1 s, doubling
 
 
-@pytest.mark.parametrize('apiserver', LISTING_MODES, indirect=True)
 def test_watches_expired_again_and_again_relist_after_a_growing_wait_and_lose_nothing(
         apiserver: ServerThread, driver: Driver, start: Start, request: pytest.FixtureRequest) -> None:
-    """
-    Streaming or paginated, one listing request per expiry, paced alike. A streaming list is
-    a watch, so the faults meet the relists' requests themselves: only the last relist
-    completes (``relists_total`` counts complete listings), where each paginated one did.
-    """
-    streams = apiserver.server.watch_list
+    """One listing per expiry, each after a longer wait than the one before."""
     namespace = driver.namespace('pace')
     for name in ('web', 'gone'):
         driver.create(namespace, name)
@@ -76,7 +70,7 @@ def test_watches_expired_again_and_again_relist_after_a_growing_wait_and_lose_no
     assert len(relists) == expiries, gaps  # one listing per expiry, none since the watch went on
     assert all(gap >= wait for gap, wait in zip(gaps, WAITS, strict=True)), gaps
     assert value(samples, 'deploywatch_relist_waits_total') == len(WAITS)
-    assert value(samples, 'deploywatch_relists_total') == (1 if streams else expiries)
+    assert value(samples, 'deploywatch_relists_total') == expiries
     assert value(samples, 'deploywatch_watch_restarts_total', {'reason': 'expired'}) == expiries
     assert value(samples, 'deploywatch_api_errors_total', {'code': '410'}) == expiries
     # The changes made while every watch expired were found by the relists (inferred).

@@ -25,11 +25,10 @@ def test_a_label_selector_is_applied_by_the_server(cluster: Cluster, start_opera
     if isinstance(cluster, EmulatedCluster):
         assert back == ['ADDED']
         requests = cluster.server.server.log.by('deploywatch')
-        # The streaming list (a watch: no LIST at all) and every watch after it carry the selector.
+        # The LIST and every watch after it carry the selector.
         deployments = [r for r in requests if r.resource == 'deployments']
         assert deployments and all('labelSelector=tier' in r.query for r in deployments), deployments
-        assert {r.verb for r in deployments} == {'watch'}
-        assert 'sendInitialEvents=true' in deployments[0].query, deployments[0]
+        assert {r.verb for r in deployments} == {'list', 'watch'}
     else:  # then the deployment controller's status writes for the scale, which are changes of their own
         assert back[0] == 'ADDED' and set(back[1:]) <= {'MODIFIED'}, back
 

@@ -20,11 +20,8 @@ from tests.harness.clusters import Cluster, EmulatedCluster
 from tests.harness.operator import Event, of
 from tests.harness.realk8s import ControlPlane
 
-# What manifests/base/rbac.yaml grants: list and watch deployments (+ discovery). A server that
-# offers streaming lists is only watched (the listing is a watch request); list is for a server
-# that refuses them (deploywatch.kube.loop.ListingMode), which then lists with pages.
+# What manifests/base/rbac.yaml grants: list and watch deployments (+ discovery), both used.
 GRANTED = {('list', 'apps', 'deployments'), ('watch', 'apps', 'deployments')}
-WATCHED = {('watch', 'apps', 'deployments')}
 
 
 def test_a_whole_lifecycle_sends_no_write_and_only_the_granted_verbs(
@@ -64,7 +61,7 @@ def test_a_whole_lifecycle_sends_no_write_and_only_the_granted_verbs(
             assert log.writes(user='deploywatch') == []
             assert {r.verb for r in sent} <= READ_VERBS
             assert [r for r in sent if r.status == 403] == []
-            assert {(r.verb, r.group, r.resource) for r in sent if r.resource} == WATCHED  # v1.37: it streams
+            assert {(r.verb, r.group, r.resource) for r in sent if r.resource} == GRANTED
         else:
             assert control_plane is not None
             audited = control_plane.audit(cluster.operator_user(), since=since)
@@ -74,7 +71,7 @@ def test_a_whole_lifecycle_sends_no_write_and_only_the_granted_verbs(
             assert [_request(e) for e in audited if e.get('responseStatus', {}).get('code') == 403] == []
             used = {(e['verb'], e['objectRef'].get('apiGroup', ''), e['objectRef'].get('resource'))
                     for e in audited if e.get('objectRef')}
-            assert WATCHED <= used <= GRANTED, [_request(e) for e in audited]
+            assert used == GRANTED, [_request(e) for e in audited]
         # And nothing of deploywatch ended up on the objects.
         remaining = cluster.get(namespace, 'held')
         assert remaining['metadata']['finalizers'] == ['example.com/hold']

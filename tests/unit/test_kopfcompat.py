@@ -1,7 +1,7 @@
 """
 Kopf's own watcher runs deploywatch's loop once it is installed (``kopfcompat.install``), and
 the version check names what is missing. The watcher is Kopf's ``queueing.watcher``, the task
-Kopf starts per resource and namespace; the Deployment listing (streamed or paginated) is a stand-in.
+Kopf starts per resource and namespace; the Deployment listing is a stand-in.
 """
 import asyncio
 import logging
@@ -32,8 +32,7 @@ def kopf_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     logging.getLogger(kopf_watching.__name__).removeFilter(watching.NOTICE)
 
 
-@pytest.mark.parametrize('streams', [True, False], ids=['streaming list', 'pages'])
-def test_kopfs_watcher_runs_deploywatchs_loop(monkeypatch: pytest.MonkeyPatch, streams: bool) -> None:
+def test_kopfs_watcher_runs_deploywatchs_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     delivered: list[tuple[str | None, Any, bool]] = []
     processed: list[Any] = []
     handed: list[Any] = []
@@ -41,17 +40,12 @@ def test_kopfs_watcher_runs_deploywatchs_loop(monkeypatch: pytest.MonkeyPatch, s
     async def fetch_objs(**_: Any) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         yield [LISTED], '7'
 
-    async def watch_objs(*, streaming_list: bool = False, **_: Any) -> AsyncIterator[dict[str, Any]]:
-        if streaming_list:
-            yield {'type': 'ADDED', 'object': LISTED}
-            yield {'type': 'BOOKMARK', 'object': {'metadata': {
-                'resourceVersion': '7', 'annotations': {'k8s.io/initial-events-end': 'true'}}}}
+    async def watch_objs(**_: Any) -> AsyncIterator[dict[str, Any]]:
         await asyncio.Event().wait()
         yield {}
 
     monkeypatch.setattr(listwatch, 'fetch_objs', fetch_objs)
     monkeypatch.setattr(listwatch, 'watch_objs', watch_objs)
-    monkeypatch.setattr(watching.MODE, 'streams', streams)
 
     async def scenario() -> None:
         got = asyncio.Event()
