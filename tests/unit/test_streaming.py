@@ -14,6 +14,7 @@ What deploywatch's own LIST and WATCH loops promise beyond the events (``streami
 import asyncio
 import gc
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -79,6 +80,31 @@ def test_the_collector_is_on_again_when_a_delivery_fails(pages: list[bool]) -> N
     with pytest.raises(RuntimeError):
         relist(deliver)
     assert gc.isenabled()
+
+
+class Page(list[dict[str, Any]]):
+    """A page that a weak reference can follow (a list cannot)."""
+
+
+def test_a_page_is_freed_before_the_next_one_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most one page decoded at a time: the one before is gone when the next is made."""
+    made: list[weakref.ref[Page]] = []
+    alive_before: list[bool] = []
+
+    async def fetch_objs(**_: Any) -> AsyncIterator[tuple[Page, str]]:
+        for objects in PAGES:
+            alive_before.append(any(ref() is not None for ref in made))
+            page = Page(objects)
+            made.append(weakref.ref(page))
+            yield page, '42'
+            del page
+
+    async def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
+        pass
+
+    monkeypatch.setattr(streaming, 'fetch_objs', fetch_objs)
+    relist(deliver)
+    assert alive_before == [False, False]
 
 
 def test_a_hold_inside_another_leaves_the_collector_to_the_outer_one() -> None:
