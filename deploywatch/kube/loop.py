@@ -37,8 +37,8 @@ globs, peering, liveness, start-up and clean-up. In this loop:
   is delivered: ``listwatch.fetch_objs``), not a streaming list (KEP-3157, ``sendInitialEvents``),
   although v1.34+ servers offer one and client-go's informers stream since v0.35: served from
   the watch cache, in JSON, a streaming list cost a v1.34 or v1.37 kube-apiserver twice the CPU
-  and memory of the same listing in pages (``make bench-apiserver``, README), and pages of
-  deploywatch cost it less than the Go informer's protobuf stream does;
+  and memory of the same listing in pages (``make bench-apiserver``, README), and pages cost
+  it about what the Go informer's protobuf stream does;
 * after each complete listing, the objects the tracker knows in that namespace
   but the listing lacks are delivered as DELETED, marked inferred; the stream
   is handled in order, so it cannot overtake a MODIFIED of the same object;
