@@ -31,13 +31,14 @@ Kopf's pieces are reached through ``deploywatch.kube.kopfcompat``, which checks 
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, cast
 
 import aiohttp
 
 from deploywatch.base.encoding import loads
 from deploywatch.kube import kopfcompat
+from deploywatch.kube.pages import Page
 
 # The inactivity timeout is restarted by an event only once this share of it has passed since
 # it last was: a silent stream still ends after 99-100 % of the timeout, and a burst does not
@@ -107,7 +108,7 @@ def _selectors(settings: Any, resource: Any) -> dict[str, str]:
 
 
 async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
-                     logger: Any) -> AsyncIterator[tuple[Collection[dict[str, Any]], str]]:
+                     logger: Any) -> AsyncIterator[tuple[Iterable[dict[str, Any]], str]]:
     """
     Kopf's ``fetch_objs``: the objects page by page, with the listing's resourceVersion.
 
@@ -116,7 +117,8 @@ async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
     (``deploywatch.kube.loop``), and the API server (another process, maybe another
     machine) serves the next page meanwhile. One page waited for the one before to be
     printed whole, and the API server for the request: a tenth of the start-up at 20,000
-    Deployments. At most one page is held decoded, and the next one as bytes.
+    Deployments. A page is held as bytes, its items decoded one at a time as they are
+    delivered (``pages.Page``), and the next page arrives as bytes meanwhile.
     """
     params: dict[str, str] = {}
     if settings.watching.chunk_size is not None:
@@ -133,22 +135,13 @@ async def fetch_objs(*, settings: Any, resource: Any, namespace: Any,
     asked: asyncio.Task[bytes] | None = asyncio.create_task(body(''))  # the last page has "" (or none)
     try:
         while asked is not None:
-            page = loads(await asked)  # with the collector held by the caller (watching._relist)
+            page = Page(await asked)  # its items decoded as delivered (pages.py)
             asked = None
-            if not isinstance(page, dict):
-                raise ValueError(f'the listing is not a JSON object: {str(page)[:100]}')
-            metadata = page.get('metadata') or {}
-            continue_token = metadata.get('continue') or ''
+            continue_token = page.metadata.get('continue') or ''
             if continue_token:
                 asked = asyncio.create_task(body(continue_token))
-            items: list[dict[str, Any]] = page.get('items') or []
-            for item in items:  # list items carry no kind/apiVersion: the list's, as Kopf sets them
-                if 'kind' in page:
-                    item.setdefault('kind', page['kind'].removesuffix('List'))
-                if 'apiVersion' in page:
-                    item.setdefault('apiVersion', page['apiVersion'])
-            yield items, cast(str, metadata.get('resourceVersion'))  # Kopf's: None if the server sent none
-            del items, page  # one page decoded at a time, not two
+            yield page, cast(str, page.metadata.get('resourceVersion'))  # Kopf's: None if none was sent
+            del page  # one page held at a time, not two
     finally:
         if asked is not None:  # the caller stopped listening (a pause, an error): nobody awaits it
             asked.add_done_callback(_retrieved)

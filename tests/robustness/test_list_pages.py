@@ -33,7 +33,7 @@ apimachinery of the same versions):
   (written at once). A client that accepts gzip gets the list buffered up to 128 KiB
   (``responsewriters/writers.go`` ``deferredResponseWriter``), gzipped above.
 
-deploywatch lists with pages, with Kopf's ``chunk_size`` (``deploywatch.handlers.LIST_CHUNK`` = 500, no
+deploywatch lists with pages, with Kopf's ``chunk_size`` (``deploywatch.handlers.LIST_CHUNK`` = 2000, no
 setting changes it), so to make a listing of a few Deployments take several pages, the
 operator reaches the server through :class:`ListingProxy`, an HTTP proxy that asks the server
 for one item per page (a server may always return fewer items than ``limit``), and that holds
@@ -498,7 +498,7 @@ def test_a_large_list_is_streamed_item_by_item_and_deploywatch_reads_it(
         cluster.create(body)
     path = f'/apis/apps/v1/namespaces/{namespace}/deployments'
 
-    plain = _framed(cluster, f'{path}?limit=500')  # deploywatch's query
+    plain = _framed(cluster, f'{path}?limit=2000')  # deploywatch's query
     single = _framed(cluster, f'{path}/web-00')
     assert (plain.status, single.status) == (200, 200)
     assert 'content-length' not in plain.headers and plain.chunks is not None, plain.headers
@@ -509,7 +509,7 @@ def test_a_large_list_is_streamed_item_by_item_and_deploywatch_reads_it(
     assert single.chunks == [len(single.body)], single.chunks
 
     # What deploywatch's client (aiohttp) asks for: gzip, above 128 KiB; still chunked, no length.
-    zipped = _framed(cluster, f'{path}?limit=500', gzip=True)
+    zipped = _framed(cluster, f'{path}?limit=2000', gzip=True)
     assert zipped.status == 200 and zipped.headers.get('content-encoding') == 'gzip', zipped.headers
     assert 'content-length' not in zipped.headers and zipped.chunks, zipped.headers
     assert len(json.loads(zlib.decompress(zipped.body, wbits=zlib.MAX_WBITS | 16))['items']) == count
