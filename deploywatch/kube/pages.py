@@ -11,9 +11,10 @@ The items are cut where kube-apiserver's compact JSON has ``},{"metadata":`` —
 ending and the next one beginning with its metadata. Inside a JSON string a quote is always
 escaped, so the sequence occurs only between objects; a cut between two objects of a nested
 array instead leaves an unclosed bracket on either side, and the item does not decode. Then,
-or when the page is not laid out as kube-apiserver lays it out (another server, a proxy, the
-emulator's spaced JSON), the page is decoded whole, as before, and the items not delivered
-yet are taken from it: the ones already delivered were whole items, since each decoded.
+or when the page is not laid out as kube-apiserver lays it out (another server, a proxy that
+encodes it again with spaces or in another key order), the page is decoded whole, as before,
+and the items not delivered yet are taken from it: the ones already delivered were whole
+items, since each decoded.
 """
 from collections.abc import Iterator
 from typing import Any
