@@ -46,7 +46,10 @@ class Page:
     def _head(self, raw: bytes) -> dict[str, Any] | None:
         """The list without its items, and where they are; None: not laid out as expected."""
         at = raw.find(ITEMS)
-        end = len(raw.rstrip(BLANK)) - len(END)
+        end = len(raw)
+        while end and raw[end - 1] in BLANK:  # not raw.rstrip(): a copy of the whole page
+            end -= 1
+        end -= len(END)
         if at < 0 or end < at + len(ITEMS) or raw[end:end + len(END)] != END:
             return None
         try:
