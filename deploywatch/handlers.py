@@ -27,8 +27,8 @@ KOPF_BACKOFFS = (1.0, 2.0, 4.0, 8.0, 15.0, *[30.0] * 9)
 # Deployments per LIST page. Each page is a request the API server pays for on top of the objects:
 # 20,000 Deployments cost a v1.37 server 0.83 CPU-s in pages of 500, 0.71 in pages of 2,000 and
 # 0.68 in one LIST (median of 5, restarted before each). A page is held as bytes and its items
-# decoded one at a time (deploywatch.kube.pages): 2,000 cost the client ~35 MB more at its peak
-# than 500 (raw, decompressed and the next one coming), whatever the cluster's size.
+# decoded one at a time (deploywatch.kube.pages): 2,000 cost the client ~25-35 MB more at its
+# peak than 500 (the page, and the next one arriving), whatever the cluster's size.
 LIST_CHUNK = 2000
 
 
