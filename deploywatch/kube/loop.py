@@ -91,7 +91,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -554,7 +554,7 @@ async def _relist(*, outlet: Outlet, settings: Any, resource: Any, namespace: An
         async for chunk, chunk_version in _decoded(listwatch.fetch_objs(
                 settings=settings, resource=resource, namespace=namespace, logger=logger)):
             listed_at = chunk_version  # the same for every page of one listing
-            for obj in chunk:
+            for obj in _decoded_items(chunk):
                 await listing.add(obj)
             del chunk
     finally:
@@ -579,6 +579,18 @@ async def _decoded(stream: AsyncIterator[T]) -> AsyncIterator[T]:
             del item
     except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise OddStream(f'a line of the response does not decode ({error}): cut short?') from error
+
+
+def _decoded_items(page: Iterable[T]) -> Iterator[T]:
+    """
+    A page's items, as :func:`_decoded` has a stream's: a page's items are decoded as they are
+    delivered (``pages.Page``), so one that does not decode is :class:`OddStream`, retried, while
+    a ``ValueError`` of the delivery's own, outside this generator, is not.
+    """
+    try:
+        yield from page
+    except ValueError as error:
+        raise OddStream(f'an item of a LIST page does not decode ({error})') from error
 
 
 async def may_list_namespaces(*, settings: Any) -> None:

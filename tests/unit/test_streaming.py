@@ -24,6 +24,7 @@ import pytest
 from deploywatch.base.metrics import Watch
 from deploywatch.kube import listwatch as streaming
 from deploywatch.kube import loop as watching
+from deploywatch.kube import pages as listing_pages
 
 PAGES = [[{'metadata': {'uid': f'u-{page}-{index}'}} for index in range(3)] for page in range(2)]
 
@@ -105,6 +106,27 @@ def test_a_page_is_freed_before_the_next_one_is_decoded(monkeypatch: pytest.Monk
     monkeypatch.setattr(streaming, 'fetch_objs', fetch_objs)
     relist(deliver)
     assert alive_before == [False, False]
+
+
+def test_a_page_item_that_does_not_decode_is_an_odd_stream_a_delivery_error_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page's items are decoded as they are delivered: only the page's own error is retried."""
+    broken = b'{"kind":"DeploymentList","metadata":{},"items":[{"metadata":{"uid":"u-1"}},"odd"]}'
+
+    async def fetch_objs(**_: Any) -> AsyncIterator[tuple[listing_pages.Page, str]]:
+        yield listing_pages.Page(broken), '42'
+
+    async def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
+        pass
+
+    async def failing(kind: str | None, obj: Any, inferred: bool) -> None:
+        raise ValueError('the writer\'s own')
+
+    monkeypatch.setattr(streaming, 'fetch_objs', fetch_objs)
+    with pytest.raises(watching.OddStream):
+        relist(deliver)
+    with pytest.raises(ValueError, match="the writer's own"):
+        relist(failing)
 
 
 def test_a_hold_inside_another_leaves_the_collector_to_the_outer_one() -> None:
