@@ -7,7 +7,7 @@ stopped at the end whatever happens) holding N realistic Deployments, and four c
 each run alone, with the admin kubeconfig:
 
 * ``deploywatch``: deploywatch of this tree (a copy taken at the start), which lists with
-  pages of 500, as ``bench.run`` runs it;
+  pages of 2,000 (``LIST_CHUNK``), as ``bench.run`` runs it;
 * ``streaming``: deploywatch at :data:`REFERENCE`, the last commit with streaming lists (a
   watch with ``sendInitialEvents=true``) where the server offers them (``git archive``, as
   ``bench.run --reference``): the "before" row;
