@@ -55,7 +55,7 @@ DIGITS = bytes(ord('0') if ord('0') <= byte <= ord('9') else ord('.') for byte i
 LONG_NUMBER = b'0' * 19  # with DIGITS: a run of 19 digits or more
 
 
-def loads(data: bytes) -> Any:
+def loads(data: bytes | bytearray) -> Any:
     """
     One JSON document (UTF-8 bytes), by orjson; by the standard library where orjson
     would refuse it or decode it differently.

@@ -114,7 +114,7 @@ def test_a_page_item_that_does_not_decode_is_an_odd_stream_a_delivery_error_is_n
     broken = b'{"kind":"DeploymentList","metadata":{},"items":[{"metadata":{"uid":"u-1"}},"odd"]}'
 
     async def fetch_objs(**_: Any) -> AsyncIterator[tuple[listing_pages.Page, str]]:
-        yield listing_pages.Page(broken), '42'
+        yield listing_pages.Page.of(broken), '42'
 
     async def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
         pass
