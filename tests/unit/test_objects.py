@@ -406,3 +406,16 @@ def test_clean_replaces_a_last_applied_annotation_that_does_not_parse_whole(anno
 def test_clean_keeps_a_last_applied_annotation_without_values_as_it_is() -> None:
     raw = _applied(deployment(pod={'containers': [{'name': 'app', 'env': env(FROM_SECRET)}]}))
     assert objects.clean(raw, redact=True)['metadata']['annotations'] == raw['metadata']['annotations']
+
+
+def test_clean_redacts_a_manifest_in_the_last_applied_annotation_of_a_last_applied_manifest() -> None:
+    """kubectl never nests them, but an object may: a value there is a value all the same."""
+    inner = deployment(pod={'containers': [{'name': 'app', 'env': env(dict(SECRET))}]})
+    outer = _applied(deployment())
+    outer['metadata']['annotations'] = {objects.LAST_APPLIED: json.dumps(inner)}
+    raw = _applied(outer)
+    cleaned = objects.clean(raw, redact=True)
+    assert 's3cr3t' not in json.dumps(cleaned)
+    nested = json.loads(json.loads(cleaned['metadata']['annotations'][objects.LAST_APPLIED])
+                        ['metadata']['annotations'][objects.LAST_APPLIED])
+    assert nested['spec']['template']['spec']['containers'][0]['env'] == [{'name': 'PASSWORD', 'value': '<redacted>'}]
