@@ -71,13 +71,19 @@ def _redacted_pod_spec(pod_spec: Mapping[str, Any]) -> dict[str, Any] | None:
         copied: list[Any] | None = None
         for index, container in enumerate(items):
             env = container.get('env') if isinstance(container, dict) else None
-            if not isinstance(env, list) or not _has_values(env):
+            if not isinstance(env, list):
+                continue
+            values: list[Any] | None = None
+            for at, item in enumerate(env):
+                if isinstance(item, dict) and 'value' in item:
+                    if values is None:
+                        values = list(env)
+                    values[at] = {**item, 'value': REDACTED}
+            if values is None:
                 continue
             if copied is None:
                 copied = list(items)
-            copied[index] = {**container, 'env': [
-                {**item, 'value': REDACTED} if isinstance(item, dict) and 'value' in item else item
-                for item in env]}
+            copied[index] = {**container, 'env': values}
         if copied is not None:
             redacted = dict(pod_spec) if redacted is None else redacted
             redacted[key] = copied
@@ -134,10 +140,6 @@ def _redacted_applied(value: str) -> str:
     except TypeError:  # lone surrogates, integers beyond 64 bits: orjson refuses, the standard library writes
         text = json.dumps(redacted, separators=(',', ':'), ensure_ascii=False)
     return text + ending
-
-
-def _has_values(env: list[Any]) -> bool:
-    return any(isinstance(item, dict) and 'value' in item for item in env)
 
 
 def summarize(obj: Mapping[str, Any]) -> dict[str, Any]:
