@@ -131,8 +131,8 @@ def _redacted_applied(value: str) -> str:
     if not isinstance(manifest, dict):
         return REDACTED
     redacted = clean(manifest, redact=True)
-    if (redacted.get('spec') is manifest.get('spec')
-            and _dig(redacted, 'metadata').get('annotations') is _dig(manifest, 'metadata').get('annotations')):
+    spec, annotations = redacted.get('spec'), _dig(redacted, 'metadata').get('annotations')
+    if spec is manifest.get('spec') and annotations is _dig(manifest, 'metadata').get('annotations'):
         return value  # no values, nor in a last-applied annotation of its own: the text as kubectl wrote it
     ending = '\n' if value.endswith('\n') else ''  # kubectl ends it with one
     try:  # orjson writes what json.dumps(..., separators=(',', ':'), ensure_ascii=False) does, faster

@@ -418,4 +418,5 @@ def test_clean_redacts_a_manifest_in_the_last_applied_annotation_of_a_last_appli
     assert 's3cr3t' not in json.dumps(cleaned)
     nested = json.loads(json.loads(cleaned['metadata']['annotations'][objects.LAST_APPLIED])
                         ['metadata']['annotations'][objects.LAST_APPLIED])
-    assert nested['spec']['template']['spec']['containers'][0]['env'] == [{'name': 'PASSWORD', 'value': '<redacted>'}]
+    redacted = [{'name': 'PASSWORD', 'value': '<redacted>'}]
+    assert nested['spec']['template']['spec']['containers'][0]['env'] == redacted
