@@ -138,7 +138,7 @@ class Page:
         raw = self._raw
         while True:
             start = self._start
-            cut = raw.find(SEPARATOR, max(start, self._searched))
+            cut = raw.find(SEPARATOR, self._searched)  # never before start: both move on together
             if cut >= 0:
                 stop = cut + 1
             elif not self._ended:
