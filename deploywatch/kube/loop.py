@@ -247,7 +247,7 @@ async def supervise(*, outlet: Outlet, settings: Any, resource: Any, namespace: 
         original = kopfcompat.kopf_infinite_watch(settings=settings, resource=resource, namespace=namespace,
                                                   operator_paused=operator_paused, **kwargs)
         if scope.is_namespaces(resource):  # starts the watches of globs
-            original = _noted_namespaces(original)
+            original = _noted_namespaces(scope.listings_as_events(original))
         async for item in original:
             yield item
         return

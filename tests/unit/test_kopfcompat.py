@@ -12,9 +12,10 @@ import kopf
 import pytest
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import fetching
 from kopf._cogs.clients import watching as kopf_watching
 from kopf._cogs.structs import references as kopf_references
-from kopf._core.reactor import orchestration, queueing
+from kopf._core.reactor import observation, orchestration, queueing
 
 from deploywatch.kube import kopfcompat, listwatch
 from deploywatch.kube import loop as watching
@@ -99,3 +100,63 @@ def test_the_check_names_a_keyword_that_is_gone(monkeypatch: pytest.MonkeyPatch)
 
 def test_the_installed_kopf_passes_the_check() -> None:
     kopfcompat.check()
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {'metadata': {'name': name, 'uid': f'uid-{name}', 'resourceVersion': '1'}}
+
+
+def test_kopfs_namespace_observer_acts_on_its_watchs_listings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Kopf's observer of namespaces lists them, then its watch lists them again, then relists after a
+    410: what only a later listing shows (team-late, created between the first two lists; team-b
+    gone while the watch was down) changes what is watched. Kopf's own loop is a stand-in here.
+    """
+    relisted = asyncio.Event()
+
+    async def first_list(**_: Any) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+        yield [_namespace('team-a'), _namespace('team-b'), _namespace('other')], '1'
+
+    async def kopfs_loop(**_: Any) -> AsyncIterator[Any]:
+        for name in ('team-a', 'team-b', 'team-late', 'other'):
+            yield {'type': None, 'object': _namespace(name)}
+        yield kopf_watching.Bookmark.LISTED
+        await relisted.wait()  # a 410, then Kopf lists again
+        for name in ('team-a', 'team-late', 'other'):
+            yield {'type': None, 'object': _namespace(name)}
+        yield kopf_watching.Bookmark.LISTED
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(fetching, 'fetch_objs', first_list)
+    monkeypatch.setattr(kopfcompat, 'kopf_infinite_watch', kopfs_loop)
+
+    async def until(insights: kopf_references.Insights, expected: set[str]) -> None:
+        async with insights.revised:
+            await asyncio.wait_for(insights.revised.wait_for(lambda: insights.namespaces == expected), 10)
+
+    async def scenario() -> None:
+        async def deliver(kind: str | None, obj: Any, inferred: bool) -> None:
+            pass
+
+        async def paused_by(toggles: Any) -> None:
+            pass
+
+        watching.install(outlet=watching.Outlet(deliver=deliver, unlisted=lambda namespace, listed: [],
+                                                replaced=lambda obj: [], gate=watching.Gate(),
+                                                forbidden=lambda error: None, paused_by=paused_by),
+                         outside=lambda inside: [])
+        insights = kopf_references.Insights()
+        namespaces = kopf_references.Resource('', 'v1', 'namespaces', namespaced=False)
+        await insights.backbone.fill(resources=[namespaces])
+        task = asyncio.create_task(observation.namespace_observer(
+            clusterwide=False, namespaces=['team-*'],
+            insights=insights, settings=kopf.OperatorSettings()))
+        try:
+            await until(insights, {'team-a', 'team-b', 'team-late'})
+            relisted.set()
+            await until(insights, {'team-a', 'team-late'})
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
