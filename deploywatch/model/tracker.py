@@ -25,9 +25,10 @@ program does not give:
 It knows nothing of Kopf, I/O or time beyond the injected clock, so these rules are
 tested on plain dicts.
 """
+import dataclasses
 import datetime
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from deploywatch.base.encoding import STDLIB, TRAIN_AFTER, Packer, decode, encode, kept, plain
 from deploywatch.model import authorship, objects
@@ -50,7 +51,8 @@ def identity(raw: Mapping[str, Any]) -> str:
     return str(uid) if uid else f"{metadata.get('namespace')}/{metadata.get('name')}"
 
 
-class Remembered(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class Remembered:
     """
     What is kept of one object: enough to compare and filter without decoding it.
 
@@ -58,6 +60,10 @@ class Remembered(NamedTuple):
     the tracker holds enough): a decoded Deployment is hundreds of small Python objects,
     which the cyclic garbage collector would walk on every collection, and bytes are one
     object it never looks into. They are decoded only when an event needs the old state.
+
+    A record is never changed but by the packer (``encoding.Held``: ``encoded`` plain, then
+    packed, the same content); a new state is a new record. So the state file's ledger can
+    hold the record of what was written, and holds it packed once the packer is done.
     """
     version: Any
     namespace: Any
@@ -68,10 +74,10 @@ class Remembered(NamedTuple):
 
 class Tracker:
     def __init__(self, *, redact: bool, clock: Clock = utcnow, cluster: str | None = None,
-                 train_after: int = TRAIN_AFTER, train_in_background: bool = False) -> None:
+                 train_after: int = TRAIN_AFTER, in_background: bool = False) -> None:
         self._redact = redact
-        # compresses what is kept, from train_after objects on (encoding.Packer)
-        self._packer = Packer(train_after=train_after, background=train_in_background)
+        # compresses what is kept, from train_after objects on; the operator's on threads (encoding.Packer)
+        self._packer = Packer(train_after=train_after, background=in_background)
         self._clock = clock
         self._cluster = cluster  # DEPLOYWATCH_CLUSTER, on every event
         self._printed: dict[str, Remembered] = {}
@@ -92,10 +98,17 @@ class Tracker:
         """A snapshot of the live objects' keys, safe to iterate while events arrive."""
         return list(self._printed)
 
+    def held(self, key: str) -> Remembered | None:
+        """
+        The record of the state remembered for ``key`` (None: not alive): what a written line
+        commits. Its bytes may be packed later, in place (``encoding.Held``).
+        """
+        return self._printed.get(key)
+
     def encoded(self, key: str) -> bytes | None:
         """
-        The state remembered for ``key`` as kept bytes (None: not alive): what a written line
-        commits. Possibly compressed: ``encoding.plain`` gives the JSON, ``decode`` the object.
+        The state remembered for ``key`` as kept bytes (None: not alive). Possibly
+        compressed: ``encoding.plain`` gives the JSON, ``decode`` the object.
         """
         remembered = self._printed.get(key)
         return None if remembered is None else remembered.encoded
@@ -116,9 +129,9 @@ class Tracker:
         if watch_type != 'DELETED' and previous is not None and previous.version == version:
             if key in self._unknown:  # the state printed before, seen as this run keeps it: keep it so
                 self._unknown.discard(key)
-                self._printed[key] = previous._replace(
-                    encoded=self._packer.pack(encode(objects.clean(raw, redact=self._redact))),
-                    authors=authorship.stamps(_metadata(raw).get('managedFields')))
+                self._printed[key] = self._kept(dataclasses.replace(
+                    previous, encoded=encode(objects.clean(raw, redact=self._redact)),
+                    authors=authorship.stamps(_metadata(raw).get('managedFields'))))
                 self.version += 1
             return None  # the same state again (a relist, a replayed ADDED): nothing to clean or save
         known = key not in self._unknown  # else MODIFIED has no old, and its diff replaces the whole
@@ -148,8 +161,8 @@ class Tracker:
 
         managed = _metadata(raw).get('managedFields')
         data = encode(obj)
-        self._printed[key] = Remembered(version, name[0], self._packer.pack(data), authorship.stamps(managed),
-                                        applied)
+        stamps = authorship.stamps(managed)
+        self._printed[key] = self._kept(Remembered(version, name[0], data, stamps, applied))
         obj = kept(obj, data)
         self._names[name] = key
         self._maybe_train()
@@ -225,8 +238,8 @@ class Tracker:
         for key, data in encoded.items():
             obj = objects.clean(decode(data), redact=self._redact)
             metadata = _metadata(obj)
-            self._printed[key] = Remembered(metadata.get('resourceVersion'), metadata.get('namespace'),
-                                            self._packer.pack(encode(obj)))
+            remembered = Remembered(metadata.get('resourceVersion'), metadata.get('namespace'), encode(obj))
+            self._printed[key] = self._kept(remembered, now=True)
             self._names[metadata.get('namespace'), metadata.get('name')] = key
             self._maybe_train(now=True)  # no loop runs meanwhile: plain objects would only pile up
         self._unconfirmed = set(self._printed)
@@ -240,8 +253,13 @@ class Tracker:
         if self._packer.wants(len(self._printed)):
             self._packer.train([remembered.encoded for remembered in self._printed.values()], now=now)
         if self._packer.fresh():
-            for key, remembered in list(self._printed.items()):
-                self._printed[key] = remembered._replace(encoded=self._packer.pack(remembered.encoded))
+            for remembered in self._printed.values():
+                self._packer.keep(remembered, now=now)
+
+    def _kept(self, remembered: Remembered, *, now: bool = False) -> Remembered:
+        """``remembered`` (plain), packed by the packer: at once, or soon on its thread (``Packer.keep``)."""
+        self._packer.keep(remembered, now=now)
+        return remembered
 
 
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:

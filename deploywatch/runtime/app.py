@@ -72,7 +72,7 @@ class Deploywatch:
         self.settings = settings
         self.lifecycle = lifecycle
         self.restored = restored
-        self.tracker = Tracker(redact=settings.redact, cluster=settings.cluster, train_in_background=True)
+        self.tracker = Tracker(redact=settings.redact, cluster=settings.cluster, in_background=True)
         self.ledger = state.Ledger()  # what was written: the state file's content
         self.shown: set[str] = set()
         self.saver = (state.Saver(settings.state_file, self.ledger, shaping=self.tracker.shaping)
@@ -149,8 +149,9 @@ class Deploywatch:
             self.pause.missed(line, key)
 
     def write(self, line: dict[str, Any], key: str) -> None:
-        encoded = self.tracker.encoded(key)
-        self.spool.write(line, functools.partial(self.ledger.written, key, encoded), held=len(encoded or b''))
+        held = self.tracker.held(key)  # its bytes may be packed later, in place: the ledger's too
+        self.spool.write(line, functools.partial(self.ledger.written, key, held),
+                         held=0 if held is None else len(held.encoded))
         if line['type'] == 'DELETED':
             self.shown.discard(key)
         else:

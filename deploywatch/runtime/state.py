@@ -34,7 +34,7 @@ import threading
 from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple, Protocol
 
-from deploywatch.base.encoding import plain
+from deploywatch.base.encoding import Held, plain
 from deploywatch.base.settings import Misconfigured
 
 logger = logging.getLogger('deploywatch')
@@ -201,13 +201,14 @@ class Ledger:
     What reached stdout: for every object, the last state written, encoded (the state file).
 
     The writer thread commits to it line by line while the loop takes snapshots, hence the
-    lock. The bytes are the tracker's own (immutable, shared), so the ledger costs one
-    dict entry per object, not a second copy of the objects.
+    lock. What it holds is the tracker's own (bytes, or the tracker's record of them, which
+    the packer packs in place: ``encoding.Held``), so the ledger costs one dict entry per
+    object, not a second copy of the objects, packed or not.
     """
 
-    def __init__(self, initial: Mapping[str, bytes] | None = None) -> None:
+    def __init__(self, initial: Mapping[str, bytes | Held] | None = None) -> None:
         self._lock = threading.Lock()
-        self._written: dict[str, bytes] = dict(initial or {})
+        self._written: dict[str, bytes | Held] = dict(initial or {})
         self._unknown: set[str] = set()  # restored under other settings, no line written since
         self._version = 0
 
@@ -216,7 +217,7 @@ class Ledger:
         """Moves on every change: tells the saver there is something to save."""
         return self._version
 
-    def written(self, key: str, encoded: bytes | None) -> None:
+    def written(self, key: str, encoded: bytes | Held | None) -> None:
         """A line about ``key`` was written: its state is now ``encoded`` (None: it was deleted)."""
         with self._lock:
             if encoded is None:
@@ -228,9 +229,11 @@ class Ledger:
 
     def snapshot(self) -> Contents:
         with self._lock:
-            return Contents(dict(self._written), frozenset(self._unknown))
+            written = {key: value if isinstance(value, bytes) else value.encoded
+                       for key, value in self._written.items()}
+            return Contents(written, frozenset(self._unknown))
 
-    def restore(self, encoded: Mapping[str, bytes], *, unknown: Collection[str] = ()) -> None:
+    def restore(self, encoded: Mapping[str, bytes | Held], *, unknown: Collection[str] = ()) -> None:
         """Start from what a previous run wrote (the tracker's restored memory), ``unknown`` as it was."""
         with self._lock:
             self._written = dict(encoded)

@@ -112,6 +112,30 @@ def test_packed_bytes_are_read_back_in_any_thread() -> None:
     assert results == [True] * 4
 
 
+class Record:
+    def __init__(self, encoded: bytes) -> None:
+        self.encoded = encoded
+
+
+def test_a_background_packer_packs_records_in_place_on_its_thread() -> None:
+    """What the tracker and the ledger share: each record given is packed in place, the same content,
+    on the packing thread (what it packs at once and on the thread are the same bytes)."""
+    samples = deployments(300)
+    packer = Packer(train_after=300, background=True)
+    packer.train(samples, now=True)
+    packer.fresh()
+    records = [Record(data) for data in samples]
+    for record in records[:200]:
+        packer.keep(record)
+    assert packer.idle(timeout=30)
+    for record in records[200:]:  # given after the thread went idle: it wakes up again
+        packer.keep(record)
+    assert packer.idle(timeout=30)
+    assert [record.encoded for record in records] == [packer.pack(data) for data in samples]
+    assert [plain(record.encoded) for record in records] == samples
+    assert {thread.name for thread in threading.enumerate()} >= {'deploywatch packing'}
+
+
 def test_two_packers_each_read_their_own() -> None:
     first, second = Packer(train_after=2), Packer(train_after=2)
     first.train(deployments(2))

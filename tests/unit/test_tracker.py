@@ -393,7 +393,7 @@ def test_a_dictionary_trained_in_the_background_changes_no_line_and_then_packs_e
     """The operator's tracker trains in a thread: objects stay plain until the dictionary is
     there, then all of them are packed at once; the lines are the same throughout."""
     plain_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=10**9)
-    packed_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=4, train_in_background=True)
+    packed_tracker = Tracker(redact=True, clock=lambda: NOW, train_after=4, in_background=True)
 
     def same(kind: str | None, raw: dict[str, Any]) -> None:
         assert encode_line(packed_tracker.observe(kind, raw)) == encode_line(plain_tracker.observe(kind, raw))
@@ -402,10 +402,13 @@ def test_a_dictionary_trained_in_the_background_changes_no_line_and_then_packs_e
         same(None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), pod=holding(f'pw-{i}')))
     deadline = time.monotonic() + 30  # the training takes milliseconds; a bound, not a pause
     rv = 100
+    held = packed_tracker.held('u-0')
     while packed_tracker.encoded('u-0') == plain_tracker.encoded('u-0') and time.monotonic() < deadline:
         rv += 1  # every observation looks whether the dictionary is there yet
         same('MODIFIED', deployment('web-1', uid='u-1', rv=str(rv), replicas=rv % 5 + 1))
         time.sleep(0.001)
+    assert packed_tracker._packer.idle(timeout=30)
+    assert packed_tracker.held('u-0') is held  # packed in place: a ledger holding the record holds it packed
     for i in range(8):  # every object held when it arrived is packed now, and reads back the same
         assert packed_tracker.encoded(f'u-{i}') != plain_tracker.encoded(f'u-{i}')
         assert encoding.plain(packed_tracker.encoded(f'u-{i}') or b'') == plain_tracker.encoded(f'u-{i}')
