@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from typing import Any, cast
 
 import aiohttp
+from isal import isal_zlib
 
 from deploywatch.base.encoding import loads
 from deploywatch.kube import kopfcompat
@@ -44,6 +45,18 @@ from deploywatch.kube.pages import Page
 # it last was: a silent stream still ends after 99-100 % of the timeout, and a burst does not
 # pay asyncio a new timer per event.
 RESTART_GRAIN = 0.01
+
+
+def gunzip_with_isal() -> None:
+    """
+    aiohttp (Kopf's HTTP client, so every response of the process) gunzips with ISA-L.
+
+    A LIST page over 128 KiB comes gzipped (aiohttp asks for it, and a cluster's network
+    gains tenfold), and aiohttp gunzips it on the event loop, as it reads: ~5.6 µs per
+    5.4 KB Deployment with zlib, ~1.1 with ISA-L's inflate (``isal``, the backend aiohttp's
+    ``set_zlib_backend`` was made for), the same bytes.
+    """
+    aiohttp.set_zlib_backend(isal_zlib)
 
 
 @contextlib.contextmanager

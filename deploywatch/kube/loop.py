@@ -216,6 +216,8 @@ def install(*, outlet: Outlet, outside: Outside) -> None:
     def infinite_watch(**kwargs: Any) -> AsyncIterator[Any]:
         return supervise(outlet=outlet, **kwargs)
 
+    listwatch.gunzip_with_isal()
+
     kopfcompat.install(watch_loop=infinite_watch, log_filter=NOTICE, on_answer=_note_answer,
                        after_adjusting=scope.EndUnwatched(deliver=outlet.deliver, outside=outside))
 
