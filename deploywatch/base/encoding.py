@@ -218,8 +218,10 @@ class Packer:
             frames = compressor.multi_compress_to_buffer(data, threads=1)  # without the GIL
             for index, held in enumerate(batch):
                 held.encoded = header + frames[index].tobytes()
+            count = len(batch)
+            del batch, data, frames, held  # the plain bytes are not kept alive while it waits
             with self._idle:
-                self._done += len(batch)
+                self._done += count
                 self._idle.notify_all()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from deploywatch.base.encoding import Packer
 from deploywatch.base.settings import Misconfigured
 from deploywatch.model.tracker import encode
 from deploywatch.runtime import state
@@ -53,6 +54,28 @@ def test_a_torn_or_corrupt_file_is_reported_and_ignored(
     with caplog.at_level(logging.WARNING, logger='deploywatch'):
         assert state.load(path) is None
     assert 'state.json' in caplog.text
+
+
+class Record:
+    """A tracker's record (``encoding.Held``): its bytes packed in place after the line was committed."""
+
+    def __init__(self, encoded: bytes) -> None:
+        self.encoded = encoded
+
+
+def test_a_ledger_holding_a_record_saves_it_packed_or_not_as_the_same_json(tmp_path: pathlib.Path) -> None:
+    packer = Packer(train_after=2)
+    packer.train(list(PRINTED.values()))
+    record = Record(PRINTED['u-1'])
+    ledger = state.Ledger()
+    ledger.written('u-1', record)
+    ledger.written('u-2', PRINTED['u-2'])
+    assert ledger.snapshot().objects == PRINTED
+    packer.keep(record)  # as the packing thread does, after the line was written
+    packed = ledger.snapshot().objects
+    assert packed['u-1'] == record.encoded != PRINTED['u-1']  # the ledger holds the packed bytes
+    state.save(tmp_path / 'state.json', packed)
+    assert state.load(tmp_path / 'state.json') == PRINTED  # the file holds plain JSON, whatever memory holds
 
 
 def test_keep_saved_saves_changes_and_once_more_when_stopped(
