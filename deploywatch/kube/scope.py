@@ -74,21 +74,24 @@ async def listings_as_events(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
     the listing lacks is a DELETED. A listing cut short is followed by a whole one without an
     end in between: what the two give is taken together, so a cut never ends a namespace.
     """
-    seen: set[str] = set()  # the namespaces since the last complete listing
-    listed: set[str] = set()  # the namespaces of the listing under way
+    seen: dict[str, Any] = {}  # the namespaces since the last complete listing: name -> uid
+    listed: dict[str, Any] = {}  # the namespaces of the listing under way
     async for item in stream:
         if item is kopfcompat.LISTED:
-            for name in sorted(seen - listed):
-                yield {'type': 'DELETED', 'object': {'metadata': {'name': name}}}
-            seen, listed = listed, set()
+            for name in sorted(seen.keys() - listed.keys()):  # with its uid: Kopf's worker of that namespace
+                uid = {'uid': seen[name]} if seen[name] else {}
+                yield {'type': 'DELETED', 'object': {'metadata': {'name': name, **uid}}}
+            seen, listed = listed, {}
         elif isinstance(item, dict) and item['type'] is None:
-            listed.add(item['object']['metadata']['name'])
+            metadata = item['object']['metadata']
+            listed[metadata['name']] = metadata.get('uid')
             yield {**item, 'type': 'ADDED'}
             continue
         elif isinstance(item, dict) and item['type'] in ('ADDED', 'MODIFIED'):
-            seen.add(item['object']['metadata']['name'])
+            metadata = item['object']['metadata']
+            seen[metadata['name']] = metadata.get('uid')
         elif isinstance(item, dict) and item['type'] == 'DELETED':
-            seen.discard(item['object']['metadata']['name'])
+            seen.pop(item['object']['metadata']['name'], None)
         yield item
 
 
