@@ -72,12 +72,13 @@ def build(
     }
     if cluster:
         event['cluster'] = cluster
-    event.update({'namespace': namespace, 'name': name, 'uid': uid, 'resourceVersion': version})
+    event['namespace'], event['name'], event['uid'], event['resourceVersion'] = namespace, name, uid, version
     if type is EventType.ADDED:
         event['initial'] = bool(initial)
     if inferred and type in (EventType.MODIFIED, EventType.DELETED):
         event['inferred'] = True
-    event['summary'] = {**objects.summarize(obj), 'rollout': rollout.rollout(obj)}
+    summary = event['summary'] = objects.summarize(obj)  # a new dict: the rollout state is its last key
+    summary['rollout'] = rollout.rollout(obj)
     changes = None
     if type is EventType.MODIFIED:  # the kept JSON of the new state is what the fast diff checks against
         changes = diffing.diff(old, obj, encoded=obj.json if isinstance(obj, Kept) else None)
