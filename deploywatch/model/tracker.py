@@ -101,17 +101,10 @@ class Tracker:
     def held(self, key: str) -> Remembered | None:
         """
         The record of the state remembered for ``key`` (None: not alive): what a written line
-        commits. Its bytes may be packed later, in place (``encoding.Held``).
+        commits. Its bytes may be packed later, in place (``encoding.Held``): ``encoding.plain``
+        gives the JSON of either form, ``decode`` the object.
         """
         return self._printed.get(key)
-
-    def encoded(self, key: str) -> bytes | None:
-        """
-        The state remembered for ``key`` as kept bytes (None: not alive). Possibly
-        compressed: ``encoding.plain`` gives the JSON, ``decode`` the object.
-        """
-        remembered = self._printed.get(key)
-        return None if remembered is None else remembered.encoded
 
     def observe(self, watch_type: str | None, raw: Mapping[str, Any], *,
                 inferred: bool = False) -> Event | None:

@@ -366,7 +366,7 @@ def test_a_compressed_memory_prints_byte_for_byte_what_a_plain_one_does(tmp_path
 
     for i in range(8):  # a listing: the dictionary is trained at the fourth
         both('observe', None, deployment(f'web-{i}', uid=f'u-{i}', rv=str(10 + i), pod=holding(f'pw-{i}')))
-    assert packed_tracker.encoded('u-0') != plain_tracker.encoded('u-0')  # compressed, then
+    assert kept_bytes(packed_tracker, 'u-0') != kept_bytes(plain_tracker, 'u-0')  # compressed, then
     for step in range(3):
         both('observe', 'MODIFIED', deployment('web-1', uid='u-1', rv=str(100 + step), replicas=step + 2))
     both('observe', None, deployment('web-2', uid='u-2', rv='200', replicas=7))  # a relist's MODIFIED
@@ -403,16 +403,24 @@ def test_a_dictionary_trained_in_the_background_changes_no_line_and_then_packs_e
     deadline = time.monotonic() + 30  # the training takes milliseconds; a bound, not a pause
     rv = 100
     held = packed_tracker.held('u-0')
-    while packed_tracker.encoded('u-0') == plain_tracker.encoded('u-0') and time.monotonic() < deadline:
+    while (kept_bytes(packed_tracker, 'u-0') == kept_bytes(plain_tracker, 'u-0')
+           and time.monotonic() < deadline):
         rv += 1  # every observation looks whether the dictionary is there yet
         same('MODIFIED', deployment('web-1', uid='u-1', rv=str(rv), replicas=rv % 5 + 1))
         time.sleep(0.001)
     assert packed_tracker._packer.idle(timeout=30)
     assert packed_tracker.held('u-0') is held  # packed in place: a ledger holding the record holds it packed
     for i in range(8):  # every object held when it arrived is packed now, and reads back the same
-        assert packed_tracker.encoded(f'u-{i}') != plain_tracker.encoded(f'u-{i}')
-        assert encoding.plain(packed_tracker.encoded(f'u-{i}') or b'') == plain_tracker.encoded(f'u-{i}')
+        assert kept_bytes(packed_tracker, f'u-{i}') != kept_bytes(plain_tracker, f'u-{i}')
+        packed = kept_bytes(packed_tracker, f'u-{i}') or b''
+        assert encoding.plain(packed) == kept_bytes(plain_tracker, f'u-{i}')
     same('MODIFIED', deployment('web-2', uid='u-2', rv=str(rv + 1), replicas=9))
+
+
+def kept_bytes(tracker: Tracker, key: str) -> bytes | None:
+    """The bytes the tracker keeps for ``key``, plain or packed (None: not alive)."""
+    held = tracker.held(key)
+    return None if held is None else held.encoded
 
 
 def encode_line(value: Any) -> Any:
