@@ -60,7 +60,6 @@ image: $(STAMP) ## Build the Dockerfile with buildah (base from mmdebstrap, cach
 	.ci/image
 
 audit: $(STAMP) ## Check requirements.lock against a vulnerability database (pip-audit: PyPI's, then OSV's)
-	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[image]'
 	.ci/audit
 
 .PHONY: e2e e2e-local
