@@ -77,9 +77,15 @@ def _stage(frames: list[str]) -> str:
 
 
 def _idle(frames: list[str]) -> bool:
-    """A thread waiting on a lock, or the event loop waiting for I/O."""
-    inner = next((f for f in reversed(frames) if 'libc.so' not in f), '')
-    return inner.startswith('PyThread_acquire_lock') or frames[-1].startswith(('epoll_wait', 'select ('))
+    """
+    A thread waiting on a lock, or the event loop waiting for I/O. ``threading.Condition.wait``
+    (deploywatch's packing and stdout threads between batches) shows as
+    ``lock_PyThread_acquire_lock`` over ``pthread_cond_timedwait``.
+    """
+    inner = next((f for f in reversed(frames) if 'libc.so' not in f or f.startswith('pthread_cond_')), '')
+    return (inner.startswith(('PyThread_acquire_lock', 'lock_PyThread_acquire_lock', 'pthread_cond_timedwait',
+                              'pthread_cond_wait'))
+            or frames[-1].startswith(('epoll_wait', 'select (')))
 
 
 def summarise(folded: str, top: int = 15) -> dict[str, Any]:
