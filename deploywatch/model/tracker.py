@@ -155,7 +155,8 @@ class Tracker:
         managed = _metadata(raw).get('managedFields')
         data = encode(obj)
         stamps = authorship.stamps(managed)
-        self._printed[key] = self._kept(Remembered(version, name[0], data, stamps, applied))
+        self._printed[key] = self._kept(Remembered(version, name[0], data, stamps, applied),
+                                        changed=key if previous is not None else None)
         obj = kept(obj, data)
         self._names[name] = key
         self._maybe_train()
@@ -249,9 +250,12 @@ class Tracker:
             for remembered in self._printed.values():
                 self._packer.keep(remembered, now=now)
 
-    def _kept(self, remembered: Remembered, *, now: bool = False) -> Remembered:
-        """``remembered`` (plain), packed by the packer: at once, or soon on its thread (``Packer.keep``)."""
-        self._packer.keep(remembered, now=now)
+    def _kept(self, remembered: Remembered, *, now: bool = False, changed: str | None = None) -> Remembered:
+        """
+        ``remembered`` (plain), packed by the packer: at once, or soon on its thread; with
+        ``changed`` (its key), a new state of an object held before, once it has rested (``Packer.keep``).
+        """
+        self._packer.keep(remembered, now=now, changed=changed)
         return remembered
 
 

@@ -1,5 +1,6 @@
 """encoding: the JSON bytes the tracker keeps, right-sized and read back exactly."""
 import threading
+import time
 import tracemalloc
 from typing import Any
 
@@ -134,6 +135,37 @@ def test_a_background_packer_packs_records_in_place_on_its_thread() -> None:
     assert [record.encoded for record in records] == [packer.pack(data) for data in samples]
     assert [plain(record.encoded) for record in records] == samples
     assert {thread.name for thread in threading.enumerate()} >= {'deploywatch packing'}
+
+
+def test_a_changed_objects_new_state_rests_plain_and_only_its_last_state_is_packed() -> None:
+    """keep(changed=key), the new state of an object held before, is read back without a
+    decompression while the object keeps changing; a state replaced meanwhile is let go
+    unpacked, the last one is packed once it has rested; first kept ones are packed at once."""
+    samples = deployments(300)
+    packer = Packer(train_after=300, background=True, rest=30.0)
+    packer.train(samples, now=True)
+    packer.fresh()
+    prompt, resting = Record(samples[0]), Record(samples[1])
+    packer.keep(resting, changed='u-1')
+    packer.keep(prompt)
+    deadline = time.monotonic() + 30  # a bound, not a pause: the thread packs in milliseconds
+    while prompt.encoded == samples[0] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert prompt.encoded == packer.pack(samples[0])
+    assert resting.encoded == samples[1]  # packed given after it, it still rests (30 s)
+    assert not packer.idle(timeout=0)
+
+    rested = Packer(train_after=300, background=True, rest=0.05)
+    rested.train(samples, now=True)
+    rested.fresh()
+    records = [Record(data) for data in samples[:60]]
+    for index, record in enumerate(records):  # 20 objects, 3 states each
+        rested.keep(record, changed=f'u-{index % 20}')
+    assert rested.idle(timeout=30)
+    for index, (record, data) in enumerate(zip(records, samples, strict=False)):
+        replaced = index < 40 and record.encoded == data  # let go unpacked, or taken before it was
+        assert replaced or record.encoded == rested.pack(data)
+    assert [record.encoded for record in records[40:]] == [rested.pack(data) for data in samples[40:60]]
 
 
 def test_two_packers_each_read_their_own() -> None:
