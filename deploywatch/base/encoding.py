@@ -238,8 +238,8 @@ class Packer:
             self._wanted.wait(due)
             self._wanted.clear()  # before taking: what comes after is waited for again
             batch = [self._waiting.popleft() for _ in range(len(self._waiting))]
-            batch += self._rested()
-            due = self._next_due()
+            rested, due = self._rested()
+            batch += rested
             if not batch:
                 continue
             data: list[bytes | bytearray | memoryview[int]] = [held.encoded for held in batch]
@@ -252,23 +252,22 @@ class Packer:
                 self._done += count
                 self._idle.notify_all()
 
-    def _rested(self) -> list[Held]:
-        """The records that have rested, or will within a tenth of ``rest``: ~10 wake-ups a second at most."""
-        soon, taken = time.monotonic() + self.rest / 10, []
+    def _rested(self) -> tuple[list[Held], float | None]:
+        """
+        The records that have rested, or will within a tenth of ``rest`` (~10 wake-ups a
+        second at most), taken; and the seconds until the next one is due (None: none rests).
+        """
+        now = time.monotonic()
+        taken: list[tuple[Hashable, Held]] = []
         with self._rest_lock:
             for key, (due, held) in self._resting.items():
-                if due > soon:
+                if due > now + self.rest / 10:
                     break
                 taken.append((key, held))
             for key, _ in taken:
                 del self._resting[key]
-        return [held for _, held in taken]
-
-    def _next_due(self) -> float | None:
-        """Seconds until the first record resting is due; None if none rests."""
-        with self._rest_lock:
             first = next(iter(self._resting.values()), None)
-        return None if first is None else max(first[0] - time.monotonic(), 0.0)
+        return [held for _, held in taken], None if first is None else first[0] - now
 
 
 def _dictionary(data: 'list[bytes | bytearray | memoryview[int]]') -> zstandard.ZstdCompressionDict:
